@@ -1,0 +1,173 @@
+"""SRUCell and SRU: the nn.LSTM-style modules.
+
+Parameter layout of one SRUCell (D = 2 if bidirectional else 1, d = hidden_size)::
+
+    weight  (input_size, D*k*d)  columns grouped [direction][slot][unit], slots:
+                                 0 = W (candidate x~), 1 = W_f (forget), 2 = W_r (reset),
+                                 3 = W_h (highway projection; present only when k == 4)
+    bias    (D*2*d,)             [direction][b_f, b_r][unit]; b_r starts at highway_bias
+
+k = 3 when input_size == D*d, so the highway adds x itself (direction dr uses
+x[..., dr*d:(dr+1)*d]); otherwise k = 4 and the highway adds W_h x.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .ops import check_backend_available, recurrence
+
+
+def _check_prob(name, p):
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {p}")
+
+
+class SRUCell(nn.Module):
+    """One SRU layer (both directions when bidirectional). See the module docstring for the
+    parameter layout.
+
+    forward(input (L, B, input_size), c0 (B, D*d) or None, mask_pad (L, B) or None)
+    -> (h (L, B, D*d), c_n (B, D*d)). mask_pad is True/1 at padding: padded steps keep c,
+    output 0 and pass no gradient to real steps.
+
+    rnn_dropout is variational: one mask per sequence on the GEMM input, shared over time
+    (the highway term uses the undropped input, as in the authors' code).
+    """
+
+    def __init__(self, input_size, hidden_size, rnn_dropout=0.0, bidirectional=False,
+                 use_tanh=True, highway_bias=0.0, backend="auto"):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        _check_prob("rnn_dropout", rnn_dropout)
+        check_backend_available(backend)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.rnn_dropout, self.bidirectional = rnn_dropout, bidirectional
+        self.use_tanh, self.highway_bias, self.backend = bool(use_tanh), highway_bias, backend
+        self.num_directions = 2 if bidirectional else 1
+        self.output_size = self.num_directions * hidden_size
+        self.k = 3 if input_size == self.output_size else 4
+        self.weight = nn.Parameter(torch.empty(input_size, self.num_directions * self.k * hidden_size))
+        self.bias = nn.Parameter(torch.empty(self.num_directions * 2 * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """The authors' init: W ~ U(±sqrt(3/input_size)); b_f = 0, b_r = highway_bias."""
+        bound = math.sqrt(3.0 / self.input_size)
+        nn.init.uniform_(self.weight, -bound, bound)
+        with torch.no_grad():
+            self.bias.zero_()
+            self.bias.view(self.num_directions, 2, self.hidden_size)[:, 1] = self.highway_bias
+
+    def extra_repr(self):
+        return (f"{self.input_size}, {self.hidden_size}, k={self.k}, bidirectional={self.bidirectional}, "
+                f"use_tanh={self.use_tanh}, rnn_dropout={self.rnn_dropout}, backend={self.backend!r}")
+
+    def forward(self, input, c0=None, mask_pad=None):
+        _check_input(input, self.input_size, self.weight)
+        L, B, _ = input.shape
+        if c0 is None:
+            c0 = input.new_zeros(B, self.output_size)
+        elif tuple(c0.shape) != (B, self.output_size):
+            raise ValueError(f"c0 must have shape (batch, hidden_size*directions) = "
+                             f"{(B, self.output_size)}, got {tuple(c0.shape)}")
+        _check_mask(mask_pad, L, B, input.device)
+        x = input
+        if self.training and self.rnn_dropout > 0:
+            keep = 1.0 - self.rnn_dropout
+            x = x * (input.new_empty(1, B, self.input_size).bernoulli_(keep) / keep)
+        U = (x.reshape(L * B, self.input_size) @ self.weight).view(L, B, -1)
+        return recurrence(U, input if self.k == 3 else None, self.bias, c0, mask_pad,
+                          self.hidden_size, self.bidirectional, self.use_tanh, self.backend)
+
+
+class SRU(nn.Module):
+    """A stack of SRUCells with the nn.LSTM-style interface of the paper's README.
+
+    forward(input, c0=None, mask_pad=None) -> (output, c_n)
+      input    (L, B, input_size), or (B, L, input_size) with batch_first, or a PackedSequence
+      c0       (num_layers, B, hidden_size*directions) or None (zeros)
+      mask_pad (L, B) bool, True at padding ((B, L) with batch_first); derived for packed input
+      output   like input with hidden_size*directions features (a PackedSequence for one)
+      c_n      (num_layers, B, hidden_size*directions): each layer's last state
+
+    dropout is standard dropout on h between layers (not after the last, as in nn.LSTM);
+    rnn_dropout is each layer's variational input dropout (see SRUCell).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=2, dropout=0.0, rnn_dropout=0.0,
+                 bidirectional=False, use_tanh=True, highway_bias=0.0, batch_first=False,
+                 backend="auto"):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        _check_prob("dropout", dropout)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.dropout, self.batch_first, self.bidirectional = dropout, batch_first, bidirectional
+        self.output_size = (2 if bidirectional else 1) * hidden_size
+        self.layers = nn.ModuleList(
+            SRUCell(input_size if i == 0 else self.output_size, hidden_size, rnn_dropout=rnn_dropout,
+                    bidirectional=bidirectional, use_tanh=use_tanh, highway_bias=highway_bias,
+                    backend=backend)
+            for i in range(num_layers))
+
+    def forward(self, input, c0=None, mask_pad=None):
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if mask_pad is not None:
+                raise ValueError("mask_pad must be None for a PackedSequence (padding is derived from it)")
+            input, lengths = pad_packed_sequence(input)
+            steps = torch.arange(input.shape[0]).unsqueeze(1)
+            mask_pad = (steps >= lengths.unsqueeze(0)).to(input.device)
+        elif self.batch_first:
+            if input.dim() != 3:
+                _check_input(input, self.input_size, self.layers[0].weight, batch_first=True)
+            input = input.transpose(0, 1)
+            mask_pad = None if mask_pad is None else mask_pad.transpose(0, 1)
+        _check_input(input, self.input_size, self.layers[0].weight)
+        L, B, _ = input.shape
+        if c0 is not None and tuple(c0.shape) != (self.num_layers, B, self.output_size):
+            raise ValueError(f"c0 must have shape (num_layers, batch, hidden_size*directions) = "
+                             f"{(self.num_layers, B, self.output_size)}, got {tuple(c0.shape)}")
+
+        h, c_last = input, []
+        for i, layer in enumerate(self.layers):
+            h, c = layer(h, None if c0 is None else c0[i], mask_pad)
+            c_last.append(c)
+            if self.dropout > 0 and i < self.num_layers - 1:
+                h = F.dropout(h, self.dropout, self.training)
+        c_n = torch.stack(c_last)
+        if packed:
+            return pack_padded_sequence(h, lengths, enforce_sorted=False), c_n
+        return (h.transpose(0, 1) if self.batch_first else h), c_n
+
+
+def _check_input(x, input_size, weight, batch_first=False):
+    shape = "(batch, length, input_size)" if batch_first else "(length, batch, input_size)"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"input must have shape {shape} with input_size={input_size}, "
+                         f"got a {x.dim()}-d tensor of shape {tuple(x.shape)}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"input must have shape {shape} with input_size={input_size}, "
+                         f"got shape {tuple(x.shape)}")
+    if x.device != weight.device:
+        raise ValueError(f"input is on {x.device} but the SRU's parameters are on {weight.device}; "
+                         f"move one with .to(device)")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input dtype {x.dtype} does not match the SRU's parameters ({weight.dtype}); "
+                        f"cast the input or the module (e.g. module.to({x.dtype}))")
+
+
+def _check_mask(mask_pad, L, B, device):
+    if mask_pad is None:
+        return
+    if tuple(mask_pad.shape) != (L, B):
+        raise ValueError(f"mask_pad must have shape (length, batch) = {(L, B)}, "
+                         f"got {tuple(mask_pad.shape)}")
+    if mask_pad.device != device:
+        raise ValueError(f"mask_pad is on {mask_pad.device} but the input is on {device}")

@@ -1,0 +1,192 @@
+"""The element-wise recurrence behind one interface, three backends.
+
+``recurrence(backend)`` returns a function with the signature of
+``sru.reference.recurrence_reference``: (U, x, bias, c0, mask_pad, hidden_size,
+bidirectional, use_tanh) -> (h, c_n). The fused backends are ``torch.library`` custom ops
+with a fake (meta) implementation and a registered autograd formula, so ``torch.compile``
+traces models that use them without graph breaks.
+
+Each fused op returns (h, c_n, c_all); c_all (every step's fp32 state) is saved for the
+backward kernel and is not differentiable: the public wrapper returns only (h, c_n).
+"""
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .reference import recurrence_reference
+
+BACKENDS = ("auto", "reference", "cpu", "gpu")
+GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _dims(U, bias, hidden_size, bidirectional):
+    L, B, cols = U.shape
+    D = 2 if bidirectional else 1
+    return L, B, D, cols // (D * hidden_size)
+
+
+# --- cpu: numba kernels on numpy views of contiguous float32 tensors ---------------------
+_NO_X = np.zeros((1, 1, 1, 1), np.float32)  # stand-ins keep numba's argument types fixed
+_NO_MASK = np.zeros((1, 1), np.uint8)
+
+
+def _cpu_forward(U, xh, bias, c0, mask, d, D, K, use_tanh):
+    from . import cpu_kernels
+    L, B, _ = U.shape
+    h = torch.empty(L, B, D * d)
+    c_all = torch.empty(L, B, D * d)
+    cpu_kernels.forward(
+        U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
+        bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
+        _NO_MASK if mask is None else mask.numpy(), mask is not None, use_tanh,
+        h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(L, B, D, d))
+    return h, c_all
+
+
+def _cpu_backward(U, xh, bias, c0, mask, c_all, grad_h, grad_cn, d, D, K, use_tanh):
+    from . import cpu_kernels
+    L, B, _ = U.shape
+    grad_U = torch.empty_like(U)
+    grad_xh = None if K == 4 else torch.empty_like(xh)
+    grad_bias = torch.empty(B, D * 2 * d)
+    grad_c0 = torch.empty(B, D * d)
+    cpu_kernels.backward(
+        U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
+        bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
+        _NO_MASK if mask is None else mask.numpy(), mask is not None, use_tanh,
+        c_all.numpy().reshape(L, B, D, d), grad_h.numpy().reshape(L, B, D, d),
+        grad_cn.numpy().reshape(B, D, d), grad_U.numpy().reshape(L, B, D, K, d),
+        _NO_X if grad_xh is None else grad_xh.numpy().reshape(L, B, D, d),
+        grad_bias.numpy().reshape(B, D, 2, d), grad_c0.numpy().reshape(B, D, d))
+    return grad_U, grad_xh, grad_bias, grad_c0
+
+
+def _gpu_forward(*args):
+    from . import triton_kernels
+    return triton_kernels.forward(*args)
+
+
+def _gpu_backward(*args):
+    from . import triton_kernels
+    return triton_kernels.backward(*args)
+
+
+# --- one custom-op definition, instantiated per fused backend -----------------------------
+def _last_state(c_all, L, B, D, d):
+    """c_n: the state after each direction's last step (t = L-1 forward, t = 0 reverse)."""
+    c = c_all.view(L, B, D, d)
+    return torch.stack([c[L - 1 if dr == 0 else 0, :, dr] for dr in range(D)], dim=1).view(B, D * d)
+
+
+def _define_op(name, forward_impl, backward_impl):
+    @torch.library.custom_op(f"sru::{name}_forward", mutates_args=())
+    def forward_op(U: Tensor, x: Optional[Tensor], bias: Tensor, c0: Tensor,
+                   mask: Optional[Tensor], hidden_size: int, bidirectional: bool,
+                   use_tanh: bool) -> tuple[Tensor, Tensor, Tensor]:
+        L, B, D, K = _dims(U, bias, hidden_size, bidirectional)
+        h, c_all = forward_impl(U, x, bias, c0, mask, hidden_size, D, K, use_tanh)
+        return h, _last_state(c_all, L, B, D, hidden_size).to(U.dtype), c_all
+
+    @forward_op.register_fake
+    def _(U, x, bias, c0, mask, hidden_size, bidirectional, use_tanh):
+        L, B, _ = U.shape
+        n = (2 if bidirectional else 1) * hidden_size
+        return (U.new_empty(L, B, n), U.new_empty(B, n),
+                U.new_empty(L, B, n, dtype=torch.float32))
+
+    @torch.library.custom_op(f"sru::{name}_backward", mutates_args=())
+    def backward_op(U: Tensor, x: Optional[Tensor], bias: Tensor, c0: Tensor,
+                    mask: Optional[Tensor], c_all: Tensor, grad_h: Tensor, grad_cn: Tensor,
+                    hidden_size: int, bidirectional: bool,
+                    use_tanh: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        L, B, D, K = _dims(U, bias, hidden_size, bidirectional)
+        grad_U, grad_x, grad_bias, grad_c0 = backward_impl(
+            U, x, bias, c0, mask, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
+        grad_x = U.new_empty(0) if grad_x is None else grad_x
+        # deterministic reduction of the per-sequence partial sums, in a fixed order
+        return grad_U, grad_x, grad_bias.sum(0).to(bias.dtype), grad_c0.to(c0.dtype)
+
+    @backward_op.register_fake
+    def _(U, x, bias, c0, mask, c_all, grad_h, grad_cn, hidden_size, bidirectional, use_tanh):
+        return (torch.empty_like(U), U.new_empty(0) if x is None else torch.empty_like(x),
+                torch.empty_like(bias), torch.empty_like(c0))
+
+    def setup_context(ctx, inputs, output):
+        U, x, bias, c0, mask, hidden_size, bidirectional, use_tanh = inputs
+        ctx.save_for_backward(U, x, bias, c0, mask, output[2])
+        ctx.args = (hidden_size, bidirectional, use_tanh)
+        ctx.set_materialize_grads(False)
+
+    def backward(ctx, grad_h, grad_cn, _grad_c_all):
+        U, x, bias, c0, mask, c_all = ctx.saved_tensors
+        n = c0.shape[-1]
+        grad_h = U.new_zeros(U.shape[0], U.shape[1], n) if grad_h is None else grad_h.contiguous()
+        grad_cn = c0.new_zeros(c0.shape) if grad_cn is None else grad_cn.contiguous()
+        grad_U, grad_x, grad_bias, grad_c0 = backward_op(
+            U, x, bias, c0, mask, c_all, grad_h, grad_cn, *ctx.args)
+        return grad_U, (None if x is None else grad_x), grad_bias, grad_c0, None, None, None, None
+
+    forward_op.register_autograd(backward, setup_context=setup_context)
+    return forward_op
+
+
+_cpu_op = _define_op("cpu", _cpu_forward, _cpu_backward)
+_gpu_op = _define_op("gpu", _gpu_forward, _gpu_backward)
+
+
+# --- backend selection --------------------------------------------------------------------
+def triton_interpreted():
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def check_backend_available(backend):
+    """Raise a RuntimeError that says what is missing when a forced backend cannot run here."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cpu":
+        try:
+            import numba  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError("backend='cpu' needs numba: pip install numba") from e
+    if backend == "gpu":
+        try:
+            import triton  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError("backend='gpu' needs triton: pip install triton") from e
+        if not (torch.cuda.is_available() or triton_interpreted()):
+            raise RuntimeError("backend='gpu' needs a CUDA device (or TRITON_INTERPRET=1 to run "
+                               "the Triton kernels on CPU for testing); use backend='auto'")
+
+
+def resolve_backend(backend, device, dtype):
+    """The backend that will run for inputs on `device` with `dtype`."""
+    if backend == "auto":
+        if device.type == "cuda" and dtype in GPU_DTYPES:
+            return "gpu"
+        if device.type == "cpu" and dtype == torch.float32:
+            return "cpu"
+        return "reference"
+    if backend == "cpu" and (device.type != "cpu" or dtype != torch.float32):
+        raise TypeError(f"backend='cpu' runs float32 tensors on the CPU, got {dtype} on {device}; "
+                        "use backend='auto' or 'reference'")
+    if backend == "gpu":
+        if dtype not in GPU_DTYPES:
+            raise TypeError(f"backend='gpu' supports {GPU_DTYPES}, got {dtype}; use 'reference'")
+        if device.type != "cuda" and not triton_interpreted():
+            raise ValueError(f"backend='gpu' needs CUDA tensors, got a tensor on {device}")
+    return backend
+
+
+def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, backend="auto"):
+    """Run the element-wise recurrence with `backend`; see ``sru.reference`` for the layout."""
+    backend = resolve_backend(backend, U.device, U.dtype)
+    if backend == "reference":
+        return recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh)
+    op = _cpu_op if backend == "cpu" else _gpu_op
+    mask = None if mask_pad is None else mask_pad.to(torch.uint8).contiguous()
+    h, c_n, _ = op(U.contiguous(), None if x is None else x.contiguous(), bias.contiguous(),
+                   c0.contiguous(), mask, hidden_size, bidirectional, use_tanh)
+    return h, c_n

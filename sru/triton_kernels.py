@@ -1,0 +1,156 @@
+"""Fused Triton kernels for the SRU recurrence (forward and backward).
+
+One launch per pass covers every (batch, direction, unit-block): grid = (cdiv(d, BLOCK), B*D),
+so both directions of a bidirectional layer run in the same launch. Each program walks its
+direction's time order over BLOCK contiguous units (coalesced loads of each k-slot row).
+Inputs may be fp32, fp16 or bf16; the state c, the gates and all accumulation are fp32.
+The bias gradient is written as per-sequence partial sums (B, D, 2, d) in fp32 and reduced
+over B by the caller with torch.sum: no atomics, so results do not depend on scheduling.
+
+Layout as in ``sru.reference``. Under TRITON_INTERPRET=1 these kernels run on CPU tensors,
+which is how the tests hold them to the reference without a GPU.
+"""
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tanh(z):
+    return 2.0 * tl.sigmoid(2.0 * z) - 1.0
+
+
+@triton.jit
+def _forward_kernel(U, XH, BIAS, C0, MASK, H, C_ALL, L, B, d,
+                    K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
+                    USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
+    pid_bd = tl.program_id(1)
+    b, dr = pid_bd // D, pid_bd % D
+    j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = j < d
+    bf = tl.load(BIAS + (dr * 2) * d + j, mask=m).to(tl.float32)
+    br = tl.load(BIAS + (dr * 2 + 1) * d + j, mask=m).to(tl.float32)
+    c = tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32)
+    for i in range(L):
+        t = i + dr * (L - 1 - 2 * i)  # forward order for dr == 0, reverse for dr == 1
+        row = ((t * B + b) * D + dr).to(tl.int64)  # index into (L, B, D)
+        u = U + row * K * d + j
+        u0 = tl.load(u, mask=m).to(tl.float32)
+        f = tl.sigmoid(tl.load(u + d, mask=m).to(tl.float32) + bf)
+        r = tl.sigmoid(tl.load(u + 2 * d, mask=m).to(tl.float32) + br)
+        if K == 4:
+            x = tl.load(u + 3 * d, mask=m).to(tl.float32)
+        else:
+            x = tl.load(XH + row * d + j, mask=m).to(tl.float32)
+        c_new = f * c + (1.0 - f) * u0
+        if USE_TANH:
+            g = _tanh(c_new)
+        else:
+            g = c_new
+        h = r * g + (1.0 - r) * x
+        if HAS_MASK:
+            pad = tl.load(MASK + t * B + b) != 0
+            c_new = tl.where(pad, c, c_new)
+            h = tl.where(pad, 0.0, h)
+        c = c_new
+        tl.store(H + row * d + j, h.to(H.dtype.element_ty), mask=m)
+        tl.store(C_ALL + row * d + j, c, mask=m)
+
+
+@triton.jit
+def _backward_kernel(U, XH, BIAS, C0, MASK, C_ALL, GRAD_H, GRAD_CN,
+                     GRAD_U, GRAD_XH, GRAD_BIAS, GRAD_C0, L, B, d,
+                     K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
+                     USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
+    pid_bd = tl.program_id(1)
+    b, dr = pid_bd // D, pid_bd % D
+    j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = j < d
+    bf = tl.load(BIAS + (dr * 2) * d + j, mask=m).to(tl.float32)
+    br = tl.load(BIAS + (dr * 2 + 1) * d + j, mask=m).to(tl.float32)
+    dc = tl.load(GRAD_CN + pid_bd * d + j, mask=m).to(tl.float32)  # reaches c_t from later
+    gbf = tl.zeros([BLOCK], dtype=tl.float32)
+    gbr = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(L):
+        t = (L - 1 - i) + dr * (2 * i + 1 - L)  # reverse of the forward order
+        row = ((t * B + b) * D + dr).to(tl.int64)
+        u = U + row * K * d + j
+        gu = GRAD_U + row * K * d + j
+        # the previous step's state: c0 at each direction's first step
+        first = ((dr == 0) & (t == 0)) | ((dr == 1) & (t == L - 1))
+        t_prev = tl.minimum(tl.maximum(t - 1 + 2 * dr, 0), L - 1)  # clamped; unused when first
+        prev_row = ((t_prev * B + b) * D + dr).to(tl.int64)
+        c_prev = tl.load(C_ALL + prev_row * d + j, mask=m)
+        c_prev = tl.where(first, tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32), c_prev)
+        u0 = tl.load(u, mask=m).to(tl.float32)
+        f = tl.sigmoid(tl.load(u + d, mask=m).to(tl.float32) + bf)
+        r = tl.sigmoid(tl.load(u + 2 * d, mask=m).to(tl.float32) + br)
+        if K == 4:
+            x = tl.load(u + 3 * d, mask=m).to(tl.float32)
+        else:
+            x = tl.load(XH + row * d + j, mask=m).to(tl.float32)
+        c = tl.load(C_ALL + row * d + j, mask=m)
+        gh = tl.load(GRAD_H + row * d + j, mask=m).to(tl.float32)
+        if USE_TANH:
+            g = _tanh(c)
+            dct = dc + gh * r * (1.0 - g * g)
+        else:
+            g = c
+            dct = dc + gh * r
+        g_f = dct * (c_prev - u0) * f * (1.0 - f)
+        g_r = gh * (g - x) * r * (1.0 - r)
+        g_u0 = dct * (1.0 - f)
+        g_x = gh * (1.0 - r)
+        dc_prev = dct * f
+        if HAS_MASK:  # padded step: nothing but dc passes through
+            pad = tl.load(MASK + t * B + b) != 0
+            g_f = tl.where(pad, 0.0, g_f)
+            g_r = tl.where(pad, 0.0, g_r)
+            g_u0 = tl.where(pad, 0.0, g_u0)
+            g_x = tl.where(pad, 0.0, g_x)
+            dc_prev = tl.where(pad, dc, dc_prev)
+        ty = GRAD_U.dtype.element_ty
+        tl.store(gu, g_u0.to(ty), mask=m)
+        tl.store(gu + d, g_f.to(ty), mask=m)
+        tl.store(gu + 2 * d, g_r.to(ty), mask=m)
+        if K == 4:
+            tl.store(gu + 3 * d, g_x.to(ty), mask=m)
+        else:
+            tl.store(GRAD_XH + row * d + j, g_x.to(GRAD_XH.dtype.element_ty), mask=m)
+        gbf += g_f
+        gbr += g_r
+        dc = dc_prev
+    tl.store(GRAD_C0 + pid_bd * d + j, dc, mask=m)
+    tl.store(GRAD_BIAS + (pid_bd * 2) * d + j, gbf, mask=m)
+    tl.store(GRAD_BIAS + (pid_bd * 2 + 1) * d + j, gbr, mask=m)
+
+
+def _block(d):
+    return max(16, min(256, triton.next_power_of_2(d)))
+
+
+def forward(U, xh, bias, c0, mask, d, D, K, use_tanh):
+    """Returns h (L, B, D*d) in U's dtype and c_all (L, B, D*d) in fp32."""
+    L, B, _ = U.shape
+    h = torch.empty(L, B, D * d, device=U.device, dtype=U.dtype)
+    c_all = torch.empty(L, B, D * d, device=U.device, dtype=torch.float32)
+    block = _block(d)
+    _forward_kernel[(triton.cdiv(d, block), B * D)](
+        U, U if xh is None else xh, bias, c0, U if mask is None else mask, h, c_all, L, B, d,
+        K=K, D=D, HAS_MASK=mask is not None, USE_TANH=use_tanh, BLOCK=block)
+    return h, c_all
+
+
+def backward(U, xh, bias, c0, mask, c_all, grad_h, grad_cn, d, D, K, use_tanh):
+    """Returns grad_U, grad_xh (None when K == 4), grad_bias partials (B, D*2*d) fp32, grad_c0 fp32."""
+    L, B, _ = U.shape
+    grad_U = torch.empty_like(U)
+    grad_xh = None if K == 4 else torch.empty_like(xh)
+    grad_bias = torch.empty(B, D * 2 * d, device=U.device, dtype=torch.float32)
+    grad_c0 = torch.empty(B, D * d, device=U.device, dtype=torch.float32)
+    block = _block(d)
+    _backward_kernel[(triton.cdiv(d, block), B * D)](
+        U, U if xh is None else xh, bias, c0, U if mask is None else mask, c_all, grad_h, grad_cn,
+        grad_U, grad_U if grad_xh is None else grad_xh, grad_bias, grad_c0, L, B, d,
+        K=K, D=D, HAS_MASK=mask is not None, USE_TANH=use_tanh, BLOCK=block)
+    return grad_U, grad_xh, grad_bias, grad_c0
