@@ -1,0 +1,107 @@
+"""Every fused kernel held to the reference: outputs, c_n and all gradients, fresh random inputs."""
+import pytest
+import torch
+
+from helpers import assert_close_scaled, kernel_device
+from sru import SRU, recurrence
+
+# (L, B, d, bidirectional, k, use_tanh, mask, c0): the awkward cases
+CASES = [
+    (1, 1, 1, False, 3, True, False, False),     # length 1, batch 1, one unit
+    (1, 3, 5, True, 4, True, True, True),
+    (7, 1, 13, False, 4, False, False, True),    # batch 1, odd size, identity
+    (9, 4, 33, True, 3, True, True, True),       # bidirectional, padding, c0
+    (12, 3, 130, False, 3, True, True, False),   # d beyond one CPU chunk / Triton block
+    (6, 5, 17, True, 4, False, True, False),
+    (20, 2, 257, True, 3, True, False, True),
+]
+
+
+def make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    D = 2 if bidirectional else 1
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype).requires_grad_()
+
+    U, x = rnd(L, B, D * k * d), (rnd(L, B, D * d) if k == 3 else None)
+    bias = rnd(D * 2 * d)
+    c0 = rnd(B, D * d) if with_c0 else torch.zeros(B, D * d, device=device, dtype=dtype, requires_grad=True)
+    mask = None
+    if with_mask:  # random lengths >= 1, right padding
+        lengths = torch.randint(1, L + 1, (B,), generator=g)
+        mask = (torch.arange(L).unsqueeze(1) >= lengths.unsqueeze(0)).to(device)
+    return U, x, bias, c0, mask
+
+
+def run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed, ref_dtype=None):
+    U, x, bias, c0, mask = inputs
+    leaves = [t for t in (U, x, bias, c0) if t is not None]
+    if ref_dtype is not None:  # run the reference on upcast copies
+        leaves = [t.detach().to(ref_dtype).requires_grad_() for t in leaves]
+        U, bias, c0 = leaves[0], leaves[-2], leaves[-1]
+        x = leaves[1] if x is not None else None
+    h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend=backend)
+    g = torch.Generator().manual_seed(seed + 1)
+    gh = torch.randn(h.shape, generator=g).to(h.device, h.dtype)
+    gc = torch.randn(c_n.shape, generator=g).to(h.device, h.dtype)
+    grads = torch.autograd.grad((h * gh).float().sum() + (c_n * gc).float().sum(), leaves)
+    names = ["h", "c_n", "grad_U"] + (["grad_x"] if x is not None else []) + ["grad_bias", "grad_c0"]
+    return dict(zip(names, [h, c_n, *grads]))
+
+
+def check_backend(backend, device, dtype, rel, case, seed):
+    L, B, d, bidirectional, k, use_tanh, with_mask, with_c0 = case
+    inputs = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed)
+    got = run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed)
+    want = run_and_grad("reference", inputs, d, bidirectional, use_tanh, seed, ref_dtype=torch.float64)
+    assert got.keys() == want.keys()
+    for name in got:
+        assert got[name].dtype == dtype, name
+        assert_close_scaled(got[name], want[name], rel, f"{backend}/{dtype}/{case}/{name}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cpu_kernel_matches_reference(case):
+    seed = torch.seed() % 2**31  # fresh inputs each run; the seed is in the failure message
+    check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed)
+
+
+@pytest.mark.parametrize("case", CASES[:5])
+def test_triton_kernel_matches_reference_fp32(case):
+    seed = torch.seed() % 2**31
+    check_backend("gpu", kernel_device(), torch.float32, 1e-5, case, seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("case", [CASES[1], CASES[3]])
+def test_triton_kernel_half_precision(case, dtype):
+    # inputs and outputs are rounded to 8 (bf16) / 11 (fp16) mantissa bits; state stays fp32
+    seed = torch.seed() % 2**31
+    check_backend("gpu", kernel_device(), dtype, 3e-2 if dtype == torch.bfloat16 else 4e-3, case, seed)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_multilayer_with_dropout_matches_reference(backend):
+    """A whole 3-layer bidirectional SRU with both dropouts: same seed, same masks, same numbers."""
+    device = "cpu" if backend == "cpu" else kernel_device()
+    torch.manual_seed(0)
+    ref = SRU(6, 8, num_layers=3, dropout=0.3, rnn_dropout=0.2, bidirectional=True,
+              highway_bias=-1.0, backend="reference").to(device)
+    fused = SRU(6, 8, num_layers=3, dropout=0.3, rnn_dropout=0.2, bidirectional=True,
+                highway_bias=-1.0, backend=backend).to(device)
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(10, 4, 6, device=device)
+    c0 = torch.randn(3, 4, 16, device=device)
+    mask = torch.zeros(10, 4, dtype=torch.bool, device=device)
+    mask[7:, 2] = True
+    results = []
+    for model in (ref, fused):
+        xi, ci = x.clone().requires_grad_(), c0.clone().requires_grad_()
+        torch.manual_seed(123)
+        out, c_n = model(xi, ci, mask_pad=mask)
+        loss = out.pow(2).sum() + c_n.sum()
+        grads = torch.autograd.grad(loss, [xi, ci, *model.parameters()])
+        results.append([out, c_n, *grads])
+    for a, b in zip(results[1], results[0]):
+        assert_close_scaled(a, b, 1e-5, backend)

@@ -1,0 +1,170 @@
+"""The nn.LSTM-style API: shapes, packed/batch-first input, dropout, errors, torch.compile."""
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from sru import SRU, SRUCell
+
+
+def test_paper_readme_example_runs_as_written():
+    # the authors' README, with the import changed and without .cuda() on a CPU machine
+    import torch
+    from torch.autograd import Variable
+    from sru import SRU, SRUCell  # noqa: F401
+
+    # input has length 20, batch size 32 and dimension 128
+    x = Variable(torch.FloatTensor(20, 32, 128).normal_())
+    input_size, hidden_size = 128, 128
+    rnn = SRU(input_size, hidden_size,
+              num_layers=2,          # number of stacking RNN layers
+              dropout=0.0,           # dropout applied between RNN layers
+              rnn_dropout=0.0,       # variational dropout applied on linear transformation
+              use_tanh=1,            # use tanh?
+              bidirectional=False    # bidirectional RNN ?
+              )
+    output, hidden = rnn(x)  # forward pass
+    assert output.shape == (20, 32, 128)   # (length, batch size, hidden size * number of directions)
+    assert hidden.shape == (2, 32, 128)    # (layers, batch size, hidden size * number of directions)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_shapes_and_parameter_layout(bidirectional):
+    D = 2 if bidirectional else 1
+    rnn = SRU(10, 6, num_layers=3, bidirectional=bidirectional, highway_bias=-3)
+    out, c_n = rnn(torch.randn(5, 4, 10))
+    assert out.shape == (5, 4, 6 * D) and c_n.shape == (3, 4, 6 * D)
+    first, second = rnn.layers[0], rnn.layers[1]
+    assert first.k == 4 and first.weight.shape == (10, D * 4 * 6)   # 4th (highway) projection
+    assert second.k == 3 and second.weight.shape == (6 * D, D * 3 * 6)
+    b = first.bias.view(D, 2, 6)
+    assert torch.all(b[:, 0] == 0) and torch.all(b[:, 1] == -3)     # [b_f, b_r] per direction
+
+
+def test_state_carries_across_chunks_like_bptt():
+    """Running x[:3] then x[3:] from its c_n equals one run over x (truncated BPTT relies on it)."""
+    torch.manual_seed(0)
+    rnn = SRU(4, 3, num_layers=2)
+    x = torch.randn(8, 2, 4)
+    out, c_n = rnn(x)
+    out1, c1 = rnn(x[:3])
+    out2, c2 = rnn(x[3:], c0=c1)
+    assert torch.allclose(torch.cat([out1, out2]), out, atol=1e-6) and torch.allclose(c2, c_n, atol=1e-6)
+
+
+def test_packed_sequence_equals_padding_mask():
+    torch.manual_seed(0)
+    rnn = SRU(5, 4, num_layers=2, bidirectional=True)
+    lengths = torch.tensor([3, 7, 1, 5])
+    x = torch.randn(7, 4, 5)
+    mask = torch.arange(7).unsqueeze(1) >= lengths.unsqueeze(0)
+    out_mask, c_mask = rnn(x, mask_pad=mask)
+    out_packed, c_packed = rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+    out_unpacked, got_lengths = pad_packed_sequence(out_packed)
+    assert torch.equal(got_lengths, lengths)
+    assert torch.allclose(out_unpacked, out_mask, atol=1e-6) and torch.allclose(c_packed, c_mask, atol=1e-6)
+    # padding does not leak: each sequence alone gives the same result
+    for b, n in enumerate(lengths.tolist()):
+        out_b, c_b = rnn(x[:n, b:b + 1])
+        assert torch.allclose(out_mask[:n, b:b + 1], out_b, atol=1e-6)
+        assert torch.allclose(c_mask[:, b:b + 1], c_b, atol=1e-6)
+
+
+def test_batch_first():
+    torch.manual_seed(0)
+    rnn = SRU(5, 4, batch_first=True)
+    x = torch.randn(3, 8, 5)  # (batch, length, features)
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[0, 6:] = True
+    out, c_n = rnn(x, mask_pad=mask)
+    rnn.batch_first = False
+    out_t, c_t = rnn(x.transpose(0, 1), mask_pad=mask.t())
+    assert out.shape == (3, 8, 4) and torch.allclose(out, out_t.transpose(0, 1)) and torch.allclose(c_n, c_t)
+
+
+def _constant_input_cell(p):
+    """f = 0 and r = 1: h_t = tanh(W x_t dropped), so a time-shared mask gives h constant in t."""
+    cell = SRUCell(8, 8, rnn_dropout=p, bidirectional=False)
+    with torch.no_grad():
+        cell.weight.view(8, 3, 8)[:, 1:] = 0
+        cell.bias.view(2, 8)[0] = -30.0   # f ~ 0
+        cell.bias.view(2, 8)[1] = 30.0    # r ~ 1
+    return cell
+
+
+def test_rnn_dropout_mask_is_constant_over_time_and_differs_across_sequences():
+    torch.manual_seed(0)
+    cell = _constant_input_cell(0.5).train()
+    x = torch.randn(1, 1, 8).expand(12, 6, 8).contiguous()  # same vector at every step and sequence
+    h, _ = cell(x)
+    assert torch.allclose(h, h[:1].expand_as(h), atol=1e-6), "mask changed within a sequence"
+    assert not torch.allclose(h[0, 0], h[0, 1:]), "every sequence got the same mask"
+    cell.eval()
+    h_eval, _ = cell(x)
+    assert not torch.allclose(h, h_eval)
+
+
+def test_eval_mode_is_deterministic_and_dropout_free():
+    torch.manual_seed(0)
+    rnn = SRU(6, 6, num_layers=3, dropout=0.5, rnn_dropout=0.5).eval()
+    plain = SRU(6, 6, num_layers=3)
+    plain.load_state_dict(rnn.state_dict())
+    x = torch.randn(9, 3, 6)
+    a, b, c = rnn(x)[0], rnn(x)[0], plain(x)[0]
+    assert torch.equal(a, b) and torch.allclose(a, c)
+    rnn.train()
+    assert not torch.allclose(rnn(x)[0], a)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda m: m(torch.randn(5, 3)), ValueError, "(length, batch, input_size)"),
+    (lambda m: m(torch.randn(5, 3, 7)), ValueError, "input_size=4"),
+    (lambda m: m(torch.randn(5, 3, 4), mask_pad=torch.zeros(3, 5, dtype=torch.bool)), ValueError, "(5, 3)"),
+    (lambda m: m(torch.randn(5, 3, 4), c0=torch.zeros(3, 6)), ValueError, "(2, 3, 6)"),
+    (lambda m: m(torch.randn(5, 3, 4, dtype=torch.float64)), TypeError, "float64"),
+    (lambda m: m(torch.randn(5, 3, 4, device="meta")), ValueError, "meta"),
+    (lambda m: m([[1.0]]), TypeError, "torch.Tensor"),
+])
+def test_bad_input_is_named(call, error, words):
+    with pytest.raises(error) as info:
+        call(SRU(4, 6))
+    assert words in str(info.value)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="num_layers"):
+        SRU(4, 4, num_layers=0)
+    with pytest.raises(ValueError, match="dropout"):
+        SRU(4, 4, dropout=-0.1)
+    with pytest.raises(ValueError, match="rnn_dropout"):
+        SRU(4, 4, rnn_dropout=1.0)
+    with pytest.raises(ValueError, match="backend"):
+        SRU(4, 4, backend="cudnn")
+
+
+def test_forcing_an_unavailable_backend_says_why(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        SRU(4, 4, backend="gpu")
+    with pytest.raises(TypeError, match="float32"):
+        SRU(4, 4, backend="cpu").double()(torch.randn(3, 2, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_torch_compile_traces_the_fused_op_without_graph_breaks(backend):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    rnn = SRU(6, 5, num_layers=2, bidirectional=True, backend=backend)
+    head = torch.nn.Linear(10, 3)
+
+    def f(x):
+        return head(rnn(x)[0]).sum()
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    x = torch.randn(7, 2, 6, requires_grad=True)
+    want = f(x)
+    (gx_want,) = torch.autograd.grad(want, x)
+    got = compiled(x)
+    (gx_got,) = torch.autograd.grad(got, x)
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(gx_got, gx_want, atol=1e-5)
