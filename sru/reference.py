@@ -35,12 +35,15 @@ def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, u
 
     h_dirs, c_last = [], []
     for dr in range(D):
+        # unbind once per tensor: indexing U[t] in the loop would make autograd allocate a
+        # zero tensor of U's full size per step in backward (quadratic in L)
+        xt_, f_, r_, xh_ = (v[:, :, dr].unbind(0) for v in (x_tilde, f, r, x_highway))
         c = c0[:, dr]
         h = [None] * L
         for t in (range(L) if dr == 0 else reversed(range(L))):
-            c_new = f[t, :, dr] * c + (1 - f[t, :, dr]) * x_tilde[t, :, dr]
+            c_new = f_[t] * c + (1 - f_[t]) * xt_[t]
             g = torch.tanh(c_new) if use_tanh else c_new
-            h_t = r[t, :, dr] * g + (1 - r[t, :, dr]) * x_highway[t, :, dr]
+            h_t = r_[t] * g + (1 - r_[t]) * xh_[t]
             if pad is not None:
                 c_new = torch.where(pad[t], c, c_new)
                 h_t = torch.where(pad[t], torch.zeros_like(h_t), h_t)

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from helpers import kernel_device
 from sru import SRU, SRUCell
 
 
@@ -155,14 +156,15 @@ def test_forcing_an_unavailable_backend_says_why(monkeypatch):
 def test_torch_compile_traces_the_fused_op_without_graph_breaks(backend):
     torch._dynamo.reset()
     torch.manual_seed(0)
-    rnn = SRU(6, 5, num_layers=2, bidirectional=True, backend=backend)
-    head = torch.nn.Linear(10, 3)
+    device = "cpu" if backend == "cpu" else kernel_device()
+    rnn = SRU(6, 5, num_layers=2, bidirectional=True, backend=backend).to(device)
+    head = torch.nn.Linear(10, 3).to(device)
 
     def f(x):
         return head(rnn(x)[0]).sum()
 
     compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
-    x = torch.randn(7, 2, 6, requires_grad=True)
+    x = torch.randn(7, 2, 6, device=device, requires_grad=True)
     want = f(x)
     (gx_want,) = torch.autograd.grad(want, x)
     got = compiled(x)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One prepared GPU check (a few minutes on an H100/H200): the kernel and module tests on the
+# real GPU (Triton compiled, not interpreted), then the Figure 1 benchmark on CUDA.
+# Usage on a GPU box: bash scripts/gpu_check.sh [out_dir]   (the device tool: out_dir=$OUT)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-results/gpu_check}}"
+mkdir -p "$out"
+py=python
+[ -x .venv/bin/python ] && py=.venv/bin/python
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+SRU_TEST_CUDA=1 $py -m pytest -q tests/test_kernels.py tests/test_module.py 2>&1 | tail -20 | tee "$out/tests.txt"
+$py -m sru.bench --device cuda --out "$out" 2>&1 | tee "$out/bench.log" | tail -40

@@ -1,0 +1,209 @@
+"""The paper's Figure 1 on the machine at hand: one layer, batch 32, forward and forward+backward.
+
+    python -m sru.bench [--device cpu|cuda] [--out bench_out] [--sizes 32x256,128x512]
+
+Rows, all measured in the same run with one TF32 setting:
+  lstm     torch.nn.LSTM (cuDNN on GPU), 1 layer, d -> d
+  conv2d   word-level convolution: a (3, d) filter over the (l, d) input, d output channels
+  gemm     the SRU's GEMMs alone (x @ W and, for fwd+bwd, its two backward GEMMs): the floor
+           a fused SRU layer can approach
+  naive    the SRU with the plain-PyTorch reference recurrence (autograd over a time loop)
+  sru-*    our SRU layer with each fused backend available here (and bf16 on GPU)
+Each cell is the median of repeated timings after warm-up (CUDA events on GPU).
+Writes bench.json, bench.md and bench.png to --out and prints the table.
+"""
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .modules import SRUCell
+
+GRID = [(32, 256), (32, 512), (128, 256), (128, 512), (256, 1024)]
+
+
+def parse_sizes(text):
+    try:
+        return [tuple(int(v) for v in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes wants LxD pairs like 32x256,128x512, got {text!r}")
+
+
+def time_ms(fn, device, warmup, min_repeats, budget_s):
+    """Median milliseconds of fn() over at least min_repeats runs (more while under budget_s).
+    Calls slower than a second get one warm-up and three repeats, to keep the grid in minutes."""
+    t0 = time.perf_counter()
+    fn()
+    if time.perf_counter() - t0 > 1.0:
+        warmup, min_repeats = 0, min(min_repeats, 3)
+    for _ in range(warmup - 1):
+        fn()
+    times, start = [], time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < budget_s and len(times) < 50):
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), len(times)
+
+
+def make_rows(d, device, backends):
+    """name -> (module or None, dtype, function(x) returning the output to time/backprop)."""
+    rows = {}
+    lstm = nn.LSTM(d, d, num_layers=1).to(device)
+    rows["lstm"] = (lstm, torch.float32, lambda x: lstm(x)[0])
+    conv = nn.Conv2d(1, d, kernel_size=(3, d), padding=(1, 0)).to(device)
+    # (l, B, d) -> (B, 1, l, d) -> (B, d, l, 1)
+    rows["conv2d"] = (conv, torch.float32, lambda x: conv(x.permute(1, 0, 2).unsqueeze(1)))
+    weight = nn.Parameter(torch.empty(d, 3 * d, device=device).uniform_(-0.05, 0.05))
+    rows["gemm"] = (None, torch.float32, lambda x: x.reshape(-1, d) @ weight)
+    naive = SRUCell(d, d, backend="reference").to(device)
+    rows["naive"] = (naive, torch.float32, lambda x: naive(x)[0])
+    for backend in backends:
+        cell = SRUCell(d, d, backend=backend).to(device)
+        rows[f"sru-{backend}"] = (cell, torch.float32, lambda x, c=cell: c(x)[0])
+        if device.type == "cuda":
+            half = SRUCell(d, d, backend=backend).to(device, torch.bfloat16)
+            rows[f"sru-{backend}-bf16"] = (half, torch.bfloat16, lambda x, c=half: c(x)[0])
+    return rows
+
+
+def run(sizes, device, batch, warmup, min_repeats, budget_s, skip=(), log=print):
+    backends = ["gpu"] if device.type == "cuda" else ["cpu"]
+    results = []
+    for length, d in sizes:
+        rows = make_rows(d, device, backends)
+        for name, (_, dtype, fn) in rows.items():
+            if name in skip:
+                continue
+            x = torch.randn(length, batch, d, device=device, dtype=dtype, requires_grad=True)
+            out = fn(x)
+            grad = torch.randn_like(out)
+
+            def forward():
+                with torch.no_grad():
+                    fn(x)
+
+            def forward_backward():
+                fn(x).backward(grad)
+
+            for mode, step in (("fwd", forward), ("fwd+bwd", forward_backward)):
+                ms, n = time_ms(step, device, warmup, min_repeats, budget_s)
+                results.append(dict(l=length, d=d, row=name, mode=mode, ms=round(ms, 4), repeats=n))
+                log(f"  l={length:4d} d={d:5d} {name:14s} {mode:8s} {ms:10.3f} ms")
+    return results
+
+
+def machine_info(device):
+    info = dict(date=time.strftime("%Y-%m-%d"), torch=torch.__version__, python=platform.python_version(),
+                threads=torch.get_num_threads(), tf32=torch.backends.cuda.matmul.allow_tf32)
+    if device.type == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
+    else:
+        cpu = platform.processor() or platform.machine()
+        try:
+            for line in open("/proc/cpuinfo"):
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        info["device"] = f"CPU: {cpu}, {torch.get_num_threads()} threads"
+    return info
+
+
+def markdown(results, info):
+    sizes = sorted({(r["l"], r["d"]) for r in results}, key=lambda s: (s[0], s[1]))
+    names = list(dict.fromkeys(r["row"] for r in results))
+    cell = {(r["row"], r["mode"], r["l"], r["d"]): r["ms"] for r in results}
+    lines = [f"Device: {info['device']}; torch {info['torch']}; TF32 matmul "
+             f"{'on' if info['tf32'] else 'off'}; batch 32, 1 layer; median ms; {info['date']}", ""]
+    for mode in ("fwd", "fwd+bwd"):
+        lines.append(f"| {mode} | " + " | ".join(f"l={l}, d={d}" for l, d in sizes) + " |")
+        lines.append("|---" * (len(sizes) + 1) + "|")
+        for name in names:
+            vals = [cell.get((name, mode, l, d)) for l, d in sizes]
+            lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+        fused = [n for n in names if n.startswith("sru-") and not n.endswith("bf16")]
+        for name in fused:
+            ratio = [(cell.get((name, mode, l, d)), cell.get(("gemm", mode, l, d)),
+                      cell.get(("lstm", mode, l, d))) for l, d in sizes]
+            lines.append(f"| {name} / gemm floor | " + " | ".join(
+                f"{s / g:.2f}x" if s and g else "-" for s, g, _ in ratio) + " |")
+            lines.append(f"| lstm / {name} (speed-up) | " + " | ".join(
+                f"{m / s:.1f}x" if s and m else "-" for s, _, m in ratio) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results, info, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = sorted({(r["l"], r["d"]) for r in results})
+    names = list(dict.fromkeys(r["row"] for r in results))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, mode in zip(axes, ("fwd", "fwd+bwd")):
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            vals = [next((r["ms"] for r in results if (r["row"], r["mode"], r["l"], r["d"]) == (name, mode, l, d)), 0)
+                    for l, d in sizes]
+            ax.bar([k + i * width for k in range(len(sizes))], vals, width, label=name)
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(len(sizes))], [f"{l},{d}" for l, d in sizes])
+        ax.set_yscale("log")
+        ax.set_xlabel("(l, d)")
+        ax.set_ylabel("ms (median, log scale)")
+        ax.set_title(f"{mode}, batch 32, 1 layer")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(info["device"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--sizes", type=parse_sizes, default=GRID, help="LxD pairs, default the paper's grid")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5, help="minimum timed repeats per cell")
+    p.add_argument("--budget", type=float, default=0.5, help="keep repeating a cell for this many seconds")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs (all rows alike)")
+    p.add_argument("--skip", default="", help="comma-separated rows to leave out")
+    p.add_argument("--out", default="bench_out")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.manual_seed(0)
+    info = machine_info(device)
+    print(f"# SRU speed benchmark on {info['device']} (TF32 {'on' if args.tf32 else 'off'})")
+    results = run(args.sizes, device, args.batch, args.warmup, args.repeats, args.budget,
+                  skip=set(filter(None, args.skip.split(","))))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(results, info)
+    (out / "bench.json").write_text(json.dumps(dict(machine=info, results=results), indent=1))
+    (out / "bench.md").write_text(table + "\n")
+    plot(results, info, out / "bench.png")
+    print()
+    print(table)
+    print(f"wrote {out}/bench.json, bench.md, bench.png")
+
+
+if __name__ == "__main__":
+    main()
