@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_OUT ?= results/bench
 
-.PHONY: install test bench gpu-check clean
+.PHONY: install test bench gpu-check data table3 clean
+profile ?= full
+ARGS ?=
 
 install: $(VENV)/.installed
 
@@ -21,8 +23,16 @@ test: install
 bench: install
 	$(BIN)/python -m sru.bench --out $(BENCH_OUT)
 
+data: install
+	$(BIN)/python -m scripts.fetch_data
+
+# Table 3 (PTB LM): every row of configs/experiment/table3.yaml, then results/table3.{md,json,png}.
+# make table3 profile=smoke  -> minutes on a CPU;  ARGS="resume=true logger=none" to pass overrides
+table3: install
+	$(BIN)/python -m tasks.lm_ptb.table --profile $(profile) $(ARGS)
+
 gpu-check: install
 	bash scripts/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) bench_out .pytest_cache
+	rm -rf $(VENV) bench_out .pytest_cache outputs

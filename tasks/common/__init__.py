@@ -1,0 +1,1 @@
+"""The shared experiment harness: data fetching, seeding, checkpoints, progress, results."""

@@ -1,0 +1,90 @@
+"""Fetch datasets into the data dir, from a mirror or the canonical URLs, verified by sha256.
+
+Every file in ``manifest.json`` has a canonical URL and a sha256 of the canonical bytes. A file
+is taken, in order, from: the data dir (if already there and its hash matches), the mirror
+directory ``$SRU_DATA_MIRROR`` (``.gz`` copies are decompressed), or the URL. Whatever the
+source, the bytes must match the manifest, or ``DataError`` says which file, which hash was
+expected, and how to fix it. Nothing falls back silently.
+"""
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+MANIFEST = json.loads((Path(__file__).with_name("manifest.json")).read_text())
+
+
+class DataError(RuntimeError):
+    pass
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_data_dir():
+    return Path(os.environ.get("SRU_DATA_DIR", "data"))
+
+
+def _copy_verified(write, entry, dest, source):
+    """Write into a temp file beside dest, check the hash, then rename: never a half file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        got = sha256(tmp)
+        if got != entry["sha256"]:
+            raise DataError(f"{source} does not match the manifest: expected sha256 {entry['sha256']}, "
+                            f"got {got}. The source copy is corrupt or a different version; fix or "
+                            f"replace it (canonical: {entry['url']}).")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fetch_file(entry, data_dir, mirror=None, log=print):
+    dest = Path(data_dir) / entry["path"]
+    if dest.exists():
+        got = sha256(dest)
+        if got == entry["sha256"]:
+            return dest
+        raise DataError(f"{dest} is corrupt: expected sha256 {entry['sha256']}, got {got}. "
+                        f"Delete it and run `python -m scripts.fetch_data` again "
+                        f"(with SRU_DATA_MIRROR=<dir> when offline).")
+    mirror = mirror if mirror is not None else os.environ.get("SRU_DATA_MIRROR")
+    if mirror:
+        src = Path(mirror) / entry["mirror"]
+        if not src.exists():
+            raise DataError(f"{src} not found in the mirror SRU_DATA_MIRROR={mirror}; expected the file "
+                            f"{entry['mirror']} there (or unset SRU_DATA_MIRROR to download {entry['url']})")
+        opener = gzip.open if src.suffix == ".gz" and not entry["path"].endswith(".gz") else open
+        log(f"copying {src} -> {dest}")
+        _copy_verified(lambda out: shutil.copyfileobj(opener(src, "rb"), out), entry, dest, src)
+        return dest
+    log(f"downloading {entry['url']} -> {dest}")
+    try:
+        _copy_verified(lambda out: shutil.copyfileobj(urllib.request.urlopen(entry["url"], timeout=60), out),
+                       entry, dest, entry["url"])
+    except OSError as e:
+        raise DataError(f"could not download {entry['url']} ({e}); offline, point SRU_DATA_MIRROR at a "
+                        f"directory holding {entry['mirror']}") from e
+    return dest
+
+
+def ensure_dataset(name, data_dir=None, mirror=None, log=print):
+    """Paths of the dataset's files, fetched and verified. Raises DataError naming what is wrong."""
+    if name not in MANIFEST:
+        raise DataError(f"unknown dataset {name!r}; known: {sorted(MANIFEST)}")
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    return {Path(e["path"]).name: fetch_file(e, data_dir, mirror, log) for e in MANIFEST[name]["files"]}

@@ -1,0 +1,95 @@
+"""Run Table 3's rows and/or collect them: python -m tasks.lm_ptb.table [--profile smoke] [--collect-only].
+
+Rows come from configs/experiment/table3.yaml. Writes results/table3.md, results/table3.json and
+results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from tasks.common.harness import write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = ROOT / "configs" / "experiment" / "table3.yaml"
+KEYS = ["model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per_epoch", "epochs", "profile",
+        "commit"]
+
+
+def row_name(overrides, profile):
+    o = dict(item.split("=", 1) for item in overrides)
+    return f"{o['model']}-{o['model.layers']}x{o['model.hidden']}-{profile}"
+
+
+def run_rows(rows, profile, extra):
+    for row in rows:
+        cmd = [sys.executable, "-m", "tasks.lm_ptb.train", f"profile={profile}", *row["overrides"], *extra]
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def collect(rows, profile, out_dir, outputs):
+    table = []
+    for row in rows:
+        path = Path(outputs) / row_name(row["overrides"], profile) / "result.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run the row first (python -m tasks.lm_ptb.table "
+                                    f"--profile {profile})")
+        result = json.loads(path.read_text())
+        table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
+                          history=result["history"]))
+    out_dir = Path(out_dir)
+    write_json_atomic([{k: v for k, v in r.items() if k != "history"} for r in table], out_dir / "table3.json")
+    smoke = profile != "full"
+    lines = [f"# Table 3: PTB language model (perplexity){' -- SMOKE RUN: tiny widths, truncated data, a few epochs; not comparable with the paper' if smoke else ''}",
+             "", "| model | layers | hidden | params | valid ppl | test ppl | paper test ppl | s/epoch | epochs | profile | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        paper = "-" if r["paper_test_ppl"] is None else f"{r['paper_test_ppl']}"
+        lines.append(f"| {r['model'].upper()} | {r['layers']} | {r['hidden']} | {r['params'] / 1e6:.2f}M | "
+                     f"{r['valid_ppl']:.2f} | {r['test_ppl']:.2f} | {paper} | {r['sec_per_epoch']:.1f} | "
+                     f"{r['epochs']} | {r['profile']} | {r['commit']} |")
+    (out_dir / "table3.md").write_text("\n".join(lines) + "\n")
+    plot(table, out_dir / "table3_valid_ppl.png", smoke)
+    print("\n".join(lines))
+    return table
+
+
+def plot(table, path, smoke):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in table:
+        h = r["history"]
+        ax.plot([e["wall"] for e in h], [e["valid_ppl"] for e in h], marker="o", ms=3,
+                linestyle="--" if r["model"] == "lstm" else "-", label=f"{r['model'].upper()} {r['layers']}x{r['hidden']}")
+    ax.set_xlabel("training wall-clock time (s)")
+    ax.set_ylabel("valid perplexity")
+    ax.set_yscale("log")
+    ax.set_title("PTB: valid perplexity vs time" + (" (smoke run)" if smoke else ""))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--profile", default="full", choices=["full", "smoke"])
+    p.add_argument("--collect-only", action="store_true", help="only rebuild the table from finished runs")
+    p.add_argument("--out", default=str(ROOT / "results"))
+    p.add_argument("--outputs", default=str(ROOT / "outputs" / "lm_ptb"))
+    p.add_argument("extra", nargs="*", help="Hydra overrides passed to every row, e.g. logger=none resume=true")
+    args = p.parse_args(argv)
+    rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
+    if not args.collect_only:
+        run_rows(rows, args.profile, args.extra)
+    collect(rows, args.profile, args.out, args.outputs)
+
+
+if __name__ == "__main__":
+    main()

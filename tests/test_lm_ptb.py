@@ -1,0 +1,85 @@
+"""Table 3's harness: verified data, the smoke rows through the real entry point, resume, bad config."""
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.common.data import MANIFEST, DataError, ensure_dataset
+from tasks.common.harness import NonFiniteLoss, check_finite
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("SRU_DATA_MIRROR", ROOT.parent / "shared" / "data"))
+needs_mirror = pytest.mark.skipif(not (MIRROR / "ptb").exists(), reason=f"no PTB mirror at {MIRROR}")
+
+
+@needs_mirror
+def test_fetch_from_mirror_verifies_and_rejects_corruption(tmp_path):
+    paths = ensure_dataset("ptb", tmp_path / "data", mirror=MIRROR, log=lambda *_: None)
+    assert sorted(paths) == ["ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]
+    # a corrupted copy already in the data dir is refused, naming the file and the expected hash
+    target = paths["ptb.valid.txt"]
+    target.write_bytes(target.read_bytes()[:-10] + b"corrupted!")
+    with pytest.raises(DataError) as info:
+        ensure_dataset("ptb", tmp_path / "data", mirror=MIRROR, log=lambda *_: None)
+    entry = next(e for e in MANIFEST["ptb"]["files"] if e["path"].endswith("valid.txt"))
+    assert "ptb.valid.txt" in str(info.value) and entry["sha256"] in str(info.value)
+    # a corrupted mirror is refused too, and nothing half-written is left behind
+    bad_mirror = tmp_path / "mirror"
+    shutil.copytree(MIRROR / "ptb", bad_mirror / "ptb")
+    with gzip.open(bad_mirror / "ptb" / "ptb.test.txt.gz", "wb") as f:
+        f.write(b" not the real test set\n")
+    with pytest.raises(DataError, match="expected sha256"):
+        ensure_dataset("ptb", tmp_path / "fresh", mirror=bad_mirror, log=lambda *_: None)
+    assert not (tmp_path / "fresh" / "ptb" / "ptb.test.txt").exists()
+    with pytest.raises(DataError, match="not found in the mirror"):
+        ensure_dataset("ptb", tmp_path / "other", mirror=tmp_path / "empty", log=lambda *_: None)
+
+
+def train(tmp_path, name, *overrides, check=True):
+    cmd = [sys.executable, "-m", "tasks.lm_ptb.train", "profile=smoke", "profile.max_lines=300",
+           "profile.epochs=2", f"out_dir={tmp_path / name}", f"data_dir={tmp_path / 'data'}", *overrides]
+    env = dict(os.environ, SRU_DATA_MIRROR=str(MIRROR), WANDB_MODE="offline")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads((tmp_path / name / "result.json").read_text())
+    return proc
+
+
+@needs_mirror
+@pytest.mark.parametrize("model", ["sru", "lstm"])
+def test_smoke_row_through_the_entry_point(tmp_path, model):
+    result = train(tmp_path, model, f"model={model}", "logger=wandb")
+    for key in ("model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per_epoch", "profile"):
+        assert key in result
+    assert result["model"] == model and result["profile"] == "smoke" and result["epochs"] == 2
+    assert 1 < result["test_ppl"] < 10000  # it learned something: uniform over 10k words is 10000
+    assert list((tmp_path / model / "wandb").glob("offline-run-*")), "no offline W&B run was written"
+
+
+@needs_mirror
+def test_resume_after_a_stop_reaches_the_same_result(tmp_path):
+    whole = train(tmp_path, "whole", "logger=none")
+    train(tmp_path, "split", "logger=none", "profile.epochs=1")  # stopped after epoch 1
+    resumed = train(tmp_path, "split", "logger=none", "resume=true")
+    assert resumed["epochs"] == 2
+    assert resumed["valid_ppl"] == whole["valid_ppl"] and resumed["test_ppl"] == whole["test_ppl"]
+
+
+@needs_mirror
+@pytest.mark.parametrize("override, key", [("model.layers=0", "model.layers"), ("dropout=-0.1", "dropout"),
+                                           ("model=gru", "model")])
+def test_bad_config_fails_fast_naming_the_key(tmp_path, override, key):
+    proc = train(tmp_path, "bad", override, "logger=none", check=False)
+    assert proc.returncode != 0 and key in proc.stderr
+
+
+def test_non_finite_loss_stops_with_a_message():
+    check_finite(2.5, "step 1")
+    with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
+        check_finite(float("nan"), "epoch 3, step 7")
