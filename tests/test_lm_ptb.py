@@ -83,3 +83,26 @@ def test_non_finite_loss_stops_with_a_message():
     check_finite(2.5, "step 1")
     with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
         check_finite(float("nan"), "epoch 3, step 7")
+
+
+def test_checkpoint_write_is_atomic(tmp_path):
+    import torch
+
+    from tasks.common.harness import save_atomic
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-write")
+
+    path = tmp_path / "checkpoint.pt"
+    save_atomic({"epoch": 1}, path)
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        save_atomic({"epoch": 2, "boom": Unpicklable()}, path)
+    assert torch.load(path) == {"epoch": 1}          # the old checkpoint survives intact
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp files left
+
+
+def test_paper_lr_schedule():
+    from tasks.common.harness import decayed_lr
+    assert decayed_lr(1.0, 0.98, 175, 1) == 1.0 and decayed_lr(1.0, 0.98, 175, 175) == 1.0
+    assert decayed_lr(1.0, 0.98, 175, 177) == pytest.approx(0.98 ** 2)

@@ -22,6 +22,27 @@ def seed_everything(seed, deterministic=False):
         torch.backends.cudnn.benchmark = False
 
 
+def rng_state():
+    """Every RNG a run draws from, so a resumed run continues with the same dropout masks."""
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def decayed_lr(base, decay, start, epoch):
+    """base until epoch `start`, then x decay per epoch (the paper's PTB schedule: 0.98 from 175)."""
+    return base * decay ** max(0, epoch - start)
+
+
 def pick_device(name="auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

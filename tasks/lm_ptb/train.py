@@ -3,20 +3,19 @@
 Writes to out_dir: checkpoint.pt (every epoch, atomic), best.pt (best valid), result.json.
 """
 import math
-import random
 import sys
 import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from tasks.common.data import DataError
-from tasks.common.harness import (Logger, NonFiniteLoss, Progress, check_finite, git_commit, pick_device, save_atomic,
-                                  seed_everything, write_json_atomic)
+from tasks.common.harness import (Logger, NonFiniteLoss, Progress, check_finite, decayed_lr, git_commit,
+                                  pick_device, rng_state, save_atomic, seed_everything, set_rng_state,
+                                  write_json_atomic)
 from tasks.lm_ptb.data import batchify, load_ptb
 from tasks.lm_ptb.model import RNNLM
 
@@ -51,21 +50,11 @@ def evaluate(model, data, bptt):
     return math.exp(total / count)
 
 
-def rng_state():
-    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-
-
-def set_rng_state(s):
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-
-
 def train(cfg: DictConfig):
     validate_config(cfg)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed, deterministic=True)
+    seed_everything(cfg.seed, deterministic=cfg.deterministic)
     device = pick_device(cfg.device)
     vocab, splits = load_ptb(cfg.data_dir, cfg.profile.max_lines)
     train_data = batchify(splits["train"], cfg.optim.batch_size).to(device)
@@ -95,7 +84,7 @@ def train(cfg: DictConfig):
     logger.summary(params=params)
     steps_per_epoch = math.ceil((train_data.size(0) - 1) / cfg.optim.bptt)
     for epoch in range(start_epoch, cfg.profile.epochs + 1):
-        lr = cfg.optim.lr * cfg.optim.lr_decay ** max(0, epoch - cfg.optim.decay_start)
+        lr = decayed_lr(cfg.optim.lr, cfg.optim.lr_decay, cfg.optim.decay_start, epoch)
         for group in opt.param_groups:
             group["lr"] = lr
         model.train()
