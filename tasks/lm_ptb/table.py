@@ -11,10 +11,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.harness import write_json_atomic
+from tasks.common.results import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "experiment" / "table3.yaml"
+COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
+           ("params (M)", "params_m", ".2f"), ("valid ppl", "valid_ppl", ".2f"), ("test ppl", "test_ppl", ".2f"),
+           ("paper test ppl", "paper_test_ppl", None), ("s/epoch", "sec_per_epoch", ".1f"),
+           ("epochs", "epochs", None), ("profile", "profile", None), ("commit", "commit", None)]
 KEYS = ["model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per_epoch", "epochs", "profile",
         "commit"]
 
@@ -41,20 +45,13 @@ def collect(rows, profile, out_dir, outputs):
         result = json.loads(path.read_text())
         table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
                           history=result["history"]))
-    out_dir = Path(out_dir)
-    write_json_atomic([{k: v for k, v in r.items() if k != "history"} for r in table], out_dir / "table3.json")
     smoke = profile != "full"
-    lines = [f"# Table 3: PTB language model (perplexity){' -- SMOKE RUN: tiny widths, truncated data, a few epochs; not comparable with the paper' if smoke else ''}",
-             "", "| model | layers | hidden | params | valid ppl | test ppl | paper test ppl | s/epoch | epochs | profile | commit |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        paper = "-" if r["paper_test_ppl"] is None else f"{r['paper_test_ppl']}"
-        lines.append(f"| {r['model'].upper()} | {r['layers']} | {r['hidden']} | {r['params'] / 1e6:.2f}M | "
-                     f"{r['valid_ppl']:.2f} | {r['test_ppl']:.2f} | {paper} | {r['sec_per_epoch']:.1f} | "
-                     f"{r['epochs']} | {r['profile']} | {r['commit']} |")
-    (out_dir / "table3.md").write_text("\n".join(lines) + "\n")
+    rows_out = [dict({k: v for k, v in r.items() if k != "history"},
+                     params_m=r["params"] / 1e6) for r in table]
+    text = write_table(rows_out, COLUMNS, "Table 3: PTB language model (perplexity)", out_dir, "table3", smoke)
+    out_dir = Path(out_dir)
     plot(table, out_dir / "table3_valid_ppl.png", smoke)
-    print("\n".join(lines))
+    print(text)
     return table
 
 
