@@ -22,7 +22,7 @@ BACKENDS = ("auto", "reference", "cpu", "gpu")
 GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _dims(U, bias, hidden_size, bidirectional):
+def _dims(U, hidden_size, bidirectional):
     L, B, cols = U.shape
     D = 2 if bidirectional else 1
     return L, B, D, cols // (D * hidden_size)
@@ -86,7 +86,7 @@ def _define_op(name, forward_impl, backward_impl):
     def forward_op(U: Tensor, x: Optional[Tensor], bias: Tensor, c0: Tensor,
                    mask: Optional[Tensor], hidden_size: int, bidirectional: bool,
                    use_tanh: bool) -> tuple[Tensor, Tensor, Tensor]:
-        L, B, D, K = _dims(U, bias, hidden_size, bidirectional)
+        L, B, D, K = _dims(U, hidden_size, bidirectional)
         h, c_all = forward_impl(U, x, bias, c0, mask, hidden_size, D, K, use_tanh)
         return h, _last_state(c_all, L, B, D, hidden_size).to(U.dtype), c_all
 
@@ -102,7 +102,7 @@ def _define_op(name, forward_impl, backward_impl):
                     mask: Optional[Tensor], c_all: Tensor, grad_h: Tensor, grad_cn: Tensor,
                     hidden_size: int, bidirectional: bool,
                     use_tanh: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        L, B, D, K = _dims(U, bias, hidden_size, bidirectional)
+        L, B, D, K = _dims(U, hidden_size, bidirectional)
         grad_U, grad_x, grad_bias, grad_c0 = backward_impl(
             U, x, bias, c0, mask, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
         grad_x = U.new_empty(0) if grad_x is None else grad_x

@@ -21,6 +21,20 @@ def _tanh(z):
 
 
 @triton.jit
+def _load_step(U, XH, row, j, m, d, bf, br, K: tl.constexpr):
+    """One step's x~, f, r and highway input for units j, in fp32 (shared by both passes)."""
+    u = U + row * K * d + j
+    u0 = tl.load(u, mask=m).to(tl.float32)
+    f = tl.sigmoid(tl.load(u + d, mask=m).to(tl.float32) + bf)
+    r = tl.sigmoid(tl.load(u + 2 * d, mask=m).to(tl.float32) + br)
+    if K == 4:
+        x = tl.load(u + 3 * d, mask=m).to(tl.float32)
+    else:
+        x = tl.load(XH + row * d + j, mask=m).to(tl.float32)
+    return u0, f, r, x
+
+
+@triton.jit
 def _forward_kernel(U, XH, BIAS, C0, MASK, H, C_ALL, L, B, d,
                     K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
                     USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
@@ -34,14 +48,7 @@ def _forward_kernel(U, XH, BIAS, C0, MASK, H, C_ALL, L, B, d,
     for i in range(L):
         t = i + dr * (L - 1 - 2 * i)  # forward order for dr == 0, reverse for dr == 1
         row = ((t * B + b) * D + dr).to(tl.int64)  # index into (L, B, D)
-        u = U + row * K * d + j
-        u0 = tl.load(u, mask=m).to(tl.float32)
-        f = tl.sigmoid(tl.load(u + d, mask=m).to(tl.float32) + bf)
-        r = tl.sigmoid(tl.load(u + 2 * d, mask=m).to(tl.float32) + br)
-        if K == 4:
-            x = tl.load(u + 3 * d, mask=m).to(tl.float32)
-        else:
-            x = tl.load(XH + row * d + j, mask=m).to(tl.float32)
+        u0, f, r, x = _load_step(U, XH, row, j, m, d, bf, br, K)
         c_new = f * c + (1.0 - f) * u0
         if USE_TANH:
             g = _tanh(c_new)
@@ -74,7 +81,6 @@ def _backward_kernel(U, XH, BIAS, C0, MASK, C_ALL, GRAD_H, GRAD_CN,
     for i in range(L):
         t = (L - 1 - i) + dr * (2 * i + 1 - L)  # reverse of the forward order
         row = ((t * B + b) * D + dr).to(tl.int64)
-        u = U + row * K * d + j
         gu = GRAD_U + row * K * d + j
         # the previous step's state: c0 at each direction's first step
         first = ((dr == 0) & (t == 0)) | ((dr == 1) & (t == L - 1))
@@ -82,13 +88,7 @@ def _backward_kernel(U, XH, BIAS, C0, MASK, C_ALL, GRAD_H, GRAD_CN,
         prev_row = ((t_prev * B + b) * D + dr).to(tl.int64)
         c_prev = tl.load(C_ALL + prev_row * d + j, mask=m)
         c_prev = tl.where(first, tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32), c_prev)
-        u0 = tl.load(u, mask=m).to(tl.float32)
-        f = tl.sigmoid(tl.load(u + d, mask=m).to(tl.float32) + bf)
-        r = tl.sigmoid(tl.load(u + 2 * d, mask=m).to(tl.float32) + br)
-        if K == 4:
-            x = tl.load(u + 3 * d, mask=m).to(tl.float32)
-        else:
-            x = tl.load(XH + row * d + j, mask=m).to(tl.float32)
+        u0, f, r, x = _load_step(U, XH, row, j, m, d, bf, br, K)
         c = tl.load(C_ALL + row * d + j, mask=m)
         gh = tl.load(GRAD_H + row * d + j, mask=m).to(tl.float32)
         if USE_TANH:
