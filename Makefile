@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_OUT ?= results/bench
 
-.PHONY: install test bench gpu-check data table3 clean
+.PHONY: install test bench gpu-check data table1 table3 clean
 profile ?= full
 ARGS ?=
 
@@ -26,7 +26,12 @@ bench: install
 data: install
 	$(BIN)/python -m scripts.fetch_data
 
-# Table 3 (PTB LM): every row of configs/experiment/table3.yaml, then results/table3.{md,json,png}.
+# Table 1 (classification): every dataset x model cell of configs/classification/table1.yaml, then
+# results/table1.{md,json} and results/table1_fig2.png (Figure 2). profile=smoke -> MR, 2 folds, 2 epochs
+table1: install
+	$(BIN)/python -m tasks.classification.table --profile $(profile) $(ARGS)
+
+# Table 3 (PTB LM): every row of configs/lm_ptb/table3.yaml, then results/table3.{md,json,png}.
 # make table3 profile=smoke  -> minutes on a CPU;  ARGS="resume=true logger=none" to pass overrides
 table3: install
 	$(BIN)/python -m tasks.lm_ptb.table --profile $(profile) $(ARGS)

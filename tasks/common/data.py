@@ -1,6 +1,7 @@
 """Fetch datasets into the data dir, from a mirror or the canonical URLs, verified by sha256.
 
-Every file in ``manifest.json`` has a canonical URL and a sha256 of the canonical bytes. A file
+Every file in ``manifest.json`` has a canonical URL (or an archive URL plus the ``member`` to
+extract) and a sha256 of the canonical bytes. A file
 is taken, in order, from: the data dir (if already there and its hash matches), the mirror
 directory ``$SRU_DATA_MIRROR`` (``.gz`` copies are decompressed), or the URL. Whatever the
 source, the bytes must match the manifest, or ``DataError`` says which file, which hash was
@@ -12,7 +13,9 @@ import json
 import os
 import shutil
 import tempfile
+import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 MANIFEST = json.loads((Path(__file__).with_name("manifest.json")).read_text())
@@ -72,14 +75,33 @@ def fetch_file(entry, data_dir, mirror=None, log=print):
         log(f"copying {src} -> {dest}")
         _copy_verified(lambda out: shutil.copyfileobj(opener(src, "rb"), out), entry, dest, src)
         return dest
-    log(f"downloading {entry['url']} -> {dest}")
     try:
-        _copy_verified(lambda out: shutil.copyfileobj(urllib.request.urlopen(entry["url"], timeout=60), out),
-                       entry, dest, entry["url"])
-    except OSError as e:
-        raise DataError(f"could not download {entry['url']} ({e}); offline, point SRU_DATA_MIRROR at a "
+        if "member" in entry:  # the canonical file lives inside an archive: fetch that once, then extract
+            archive = _download_archive(entry["url"], Path(data_dir) / "_downloads", log)
+            with zipfile.ZipFile(archive) as z:
+                log(f"extracting {entry['member']} from {archive} -> {dest}")
+                _copy_verified(lambda out: shutil.copyfileobj(z.open(entry["member"]), out), entry, dest,
+                               f"{entry['url']}:{entry['member']}")
+        else:
+            log(f"downloading {entry['url']} -> {dest}")
+            _copy_verified(lambda out: shutil.copyfileobj(urllib.request.urlopen(entry["url"], timeout=60), out),
+                           entry, dest, entry["url"])
+    except (OSError, zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"could not fetch {entry['url']} ({e}); offline, point SRU_DATA_MIRROR at a "
                         f"directory holding {entry['mirror']}") from e
     return dest
+
+
+def _download_archive(url, cache_dir, log):
+    path = cache_dir / Path(urllib.parse.urlparse(url).path).name
+    if not path.exists():
+        log(f"downloading {url} -> {path}")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".part")
+        with open(tmp, "wb") as out:
+            shutil.copyfileobj(urllib.request.urlopen(url, timeout=60), out)
+        os.replace(tmp, path)
+    return path
 
 
 def ensure_dataset(name, data_dir=None, mirror=None, log=print):

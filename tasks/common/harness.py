@@ -13,6 +13,14 @@ import numpy as np
 import torch
 
 
+def check_config(cfg, checks):
+    """checks: (key, ok, what was expected). The first failure raises naming the key, its value and the fix."""
+    from omegaconf import OmegaConf
+    for key, ok, want in checks:
+        if not ok:
+            raise ValueError(f"bad config value {key}={OmegaConf.select(cfg, key)!r}: expected {want}")
+
+
 def seed_everything(seed, deterministic=False):
     random.seed(seed)
     np.random.seed(seed)
@@ -53,7 +61,7 @@ def pick_device(name="auto"):
 
 def git_commit():
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -74,6 +82,20 @@ def save_atomic(obj, path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_training_state(path, model, optim, **state):
+    """Everything a resumed run needs (weights, optimiser, every RNG, the caller's counters), atomically."""
+    save_atomic(dict(model=model.state_dict(), optim=optim.state_dict(), rng=rng_state(), **state), path)
+
+
+def load_training_state(path, model, optim):
+    """Restore what save_training_state wrote into model/optim and the RNGs; return the caller's counters."""
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
+    model.load_state_dict(ckpt.pop("model"))
+    optim.load_state_dict(ckpt.pop("optim"))
+    set_rng_state(ckpt.pop("rng"))
+    return ckpt
 
 
 def write_json_atomic(obj, path):

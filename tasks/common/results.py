@@ -1,4 +1,6 @@
 """Finished runs -> a results table: JSON rows plus a markdown table, smoke runs marked as such."""
+import subprocess
+import sys
 from pathlib import Path
 
 from tasks.common.harness import write_json_atomic
@@ -10,14 +12,25 @@ def format_cell(value, fmt=None):
     return format(value, fmt) if fmt else str(value)
 
 
-def write_table(rows, columns, title, out_dir, stem, smoke):
-    """rows: dicts; columns: (header, key, format spec or None). Writes <stem>.json and <stem>.md."""
+def write_table(rows, columns, title, out_dir, stem, smoke, notes=""):
+    """rows: dicts; columns: (header, key, format spec or None). Writes <stem>.json and <stem>.md
+    (with `notes`, markdown, under the table)."""
     out_dir = Path(out_dir)
     write_json_atomic(rows, out_dir / f"{stem}.json")
-    if smoke:
-        title += " -- SMOKE RUN: tiny widths, truncated data, a few epochs; not comparable with the paper"
+    if smoke:  # True, or a string saying how the smoke run was cut down
+        cut = smoke if isinstance(smoke, str) else "tiny widths, truncated data, a few epochs"
+        title += f" -- SMOKE RUN: {cut}; not comparable with the paper"
     lines = [f"# {title}", "", "| " + " | ".join(h for h, _, _ in columns) + " |",
              "|---" * len(columns) + "|"]
     lines += ["| " + " | ".join(format_cell(r.get(k), f) for _, k, f in columns) + " |" for r in rows]
+    if notes:
+        lines += ["", notes.rstrip()]
     (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
+
+
+def run_entry_point(module, args, cwd):
+    """One table cell = one run of a task's real command-line entry point, in its own process."""
+    cmd = [sys.executable, "-m", module, *args]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=cwd)

@@ -1,22 +1,6 @@
 """PTB as a token stream: one `<eos>` per line, a vocabulary from train, batchified columns."""
-import torch
-
 from tasks.common.data import ensure_dataset
-
-
-class Vocab:
-    def __init__(self, words):
-        self.itos = sorted(set(words))
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-
-    def __len__(self):
-        return len(self.itos)
-
-    def encode(self, words):
-        try:
-            return torch.tensor([self.stoi[w] for w in words], dtype=torch.long)
-        except KeyError as e:
-            raise ValueError(f"word {e.args[0]!r} is not in the training vocabulary") from None
+from tasks.common.text import Vocab
 
 
 def read_words(path, max_lines=None):

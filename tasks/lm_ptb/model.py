@@ -1,5 +1,4 @@
 """The PTB language model: embedding -> RNN (SRU or LSTM) -> tied softmax."""
-import torch
 from torch import nn
 
 from sru import SRU

@@ -1,20 +1,18 @@
 """Run Table 3's rows and/or collect them: python -m tasks.lm_ptb.table [--profile smoke] [--collect-only].
 
-Rows come from configs/experiment/table3.yaml. Writes results/table3.md, results/table3.json and
+Rows come from configs/lm_ptb/table3.yaml. Writes results/table3.md, results/table3.json and
 results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import write_table
+from tasks.common.results import run_entry_point, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "configs" / "experiment" / "table3.yaml"
+EXPERIMENT = ROOT / "configs" / "lm_ptb" / "table3.yaml"
 COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
            ("params (M)", "params_m", ".2f"), ("valid ppl", "valid_ppl", ".2f"), ("test ppl", "test_ppl", ".2f"),
            ("paper test ppl", "paper_test_ppl", None), ("s/epoch", "sec_per_epoch", ".1f"),
@@ -26,13 +24,6 @@ KEYS = ["model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per
 def row_name(overrides, profile):
     o = dict(item.split("=", 1) for item in overrides)
     return f"{o['model']}-{o['model.layers']}x{o['model.hidden']}-{profile}"
-
-
-def run_rows(rows, profile, extra):
-    for row in rows:
-        cmd = [sys.executable, "-m", "tasks.lm_ptb.train", f"profile={profile}", *row["overrides"], *extra]
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 def collect(rows, profile, out_dir, outputs):
@@ -84,7 +75,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
     if not args.collect_only:
-        run_rows(rows, args.profile, args.extra)
+        for row in rows:
+            run_entry_point("tasks.lm_ptb.train", [f"profile={args.profile}", *row["overrides"], *args.extra], ROOT)
     collect(rows, args.profile, args.out, args.outputs)
 
 

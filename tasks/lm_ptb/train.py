@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from tasks.common.data import DataError
-from tasks.common.harness import (Logger, NonFiniteLoss, Progress, check_finite, decayed_lr, git_commit,
-                                  pick_device, rng_state, save_atomic, seed_everything, set_rng_state,
-                                  write_json_atomic)
+from tasks.common.harness import (Logger, NonFiniteLoss, Progress, check_config, check_finite, decayed_lr,
+                                  git_commit, load_training_state, pick_device, save_atomic,
+                                  save_training_state, seed_everything, write_json_atomic)
 from tasks.lm_ptb.data import batchify, load_ptb
 from tasks.lm_ptb.model import RNNLM
 
@@ -31,9 +31,7 @@ def validate_config(cfg):
               ("optim.batch_size", cfg.optim.batch_size >= 1, ">= 1"),
               ("profile.epochs", cfg.profile.epochs >= 1, ">= 1"),
               ("profile.size_divisor", cfg.profile.size_divisor >= 1, ">= 1")]
-    for key, ok, want in checks:
-        if not ok:
-            raise ValueError(f"bad config value {key}={OmegaConf.select(cfg, key)!r}: expected {want}")
+    check_config(cfg, checks)
 
 
 def evaluate(model, data, bptt):
@@ -72,10 +70,7 @@ def train(cfg: DictConfig):
     ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
     start_epoch, best_valid, history, wall = 1, float("inf"), [], 0.0
     if cfg.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optim"])
-        set_rng_state(ckpt["rng"])
+        ckpt = load_training_state(ckpt_path, model, opt)
         start_epoch, best_valid, history, wall = ckpt["epoch"] + 1, ckpt["best_valid"], ckpt["history"], ckpt["wall"]
         print(f"resumed from {ckpt_path} after epoch {ckpt['epoch']}")
 
@@ -114,8 +109,8 @@ def train(cfg: DictConfig):
         if valid_ppl < best_valid:
             best_valid = valid_ppl
             save_atomic(model.state_dict(), best_path)
-        save_atomic(dict(model=model.state_dict(), optim=opt.state_dict(), rng=rng_state(), epoch=epoch,
-                         best_valid=best_valid, history=history, wall=wall), ckpt_path)
+        save_training_state(ckpt_path, model, opt, epoch=epoch, best_valid=best_valid, history=history,
+                            wall=wall)
 
     model.load_state_dict(torch.load(best_path, weights_only=True))
     test_ppl = evaluate(model, test_data, cfg.optim.bptt)
@@ -130,7 +125,7 @@ def train(cfg: DictConfig):
     return result
 
 
-@hydra.main(config_path="../../configs", config_name="lm_ptb", version_base="1.3")
+@hydra.main(config_path="../../configs/lm_ptb", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
     try:
         train(cfg)

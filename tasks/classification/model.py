@@ -1,0 +1,76 @@
+"""Table 1's classifiers over frozen pretrained vectors: Kim's CNN, nn.LSTM (cuDNN on GPU), SRU.
+
+embedding (frozen) -> dropout -> encoder -> dropout -> linear. The RNNs classify from the top layer's
+output at each sentence's last real token (as the authors' classification script does), so padding
+never changes a prediction.
+"""
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from sru import SRU
+
+
+class KimCNN(nn.Module):
+    """Wide convolutions of each width (Kim pads h-1 zeros on each side), ReLU, max over time."""
+
+    def __init__(self, input_size, widths, maps):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(input_size, maps, w, padding=w - 1) for w in widths)
+        self.output_size = maps * len(widths)
+
+    def forward(self, x, lengths):                            # x: (B, L, E)
+        x = x.transpose(1, 2)
+        pooled = []
+        for conv in self.convs:
+            y = conv(x)                                        # (B, maps, L + w - 1)
+            # position j sees tokens j-w+1..j: beyond length+w-2 it sees only batch padding
+            beyond = torch.arange(y.size(2), device=y.device)[None, :] > (lengths[:, None] + conv.padding[0] - 1)
+            pooled.append(y.masked_fill(beyond[:, None, :], float("-inf")).amax(dim=2).relu())
+        return torch.cat(pooled, dim=1)
+
+
+class LastStateRNN(nn.Module):
+    """nn.LSTM over packed sequences, or SRU with a padding mask; the top layer's last real output."""
+
+    def __init__(self, kind, input_size, hidden, layers, dropout, rnn_dropout=0.0, use_tanh=True,
+                 highway_bias=0.0):
+        super().__init__()
+        self.kind = kind
+        if kind == "lstm":
+            self.rnn = nn.LSTM(input_size, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0)
+        else:
+            self.rnn = SRU(input_size, hidden, num_layers=layers, dropout=dropout, rnn_dropout=rnn_dropout,
+                           use_tanh=use_tanh, highway_bias=highway_bias)
+        self.output_size = hidden
+
+    def forward(self, x, lengths):                            # x: (B, L, E)
+        x = x.transpose(0, 1)                                  # (L, B, E)
+        if self.kind == "lstm":
+            _, (h, _) = self.rnn(pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False))
+            return h[-1]
+        steps = torch.arange(x.size(0), device=x.device)[:, None]
+        out, _ = self.rnn(x, mask_pad=steps >= lengths.to(x.device)[None, :])
+        return out[lengths - 1, torch.arange(x.size(1), device=x.device)]
+
+
+class SentenceClassifier(nn.Module):
+    def __init__(self, vectors, classes, cfg):
+        super().__init__()
+        vectors = torch.as_tensor(vectors).clone()
+        vectors[0] = 0.0  # <pad> is a zero vector: Kim's CNN zero padding, and padding is inert
+        self.embed = nn.Embedding.from_pretrained(vectors, freeze=True, padding_idx=0)
+        dim = self.embed.embedding_dim
+        if cfg.kind == "cnn":
+            self.encoder = KimCNN(dim, list(cfg.widths), cfg.maps)
+        elif cfg.kind in ("lstm", "sru"):
+            extra = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh,
+                         highway_bias=cfg.highway_bias) if cfg.kind == "sru" else {}
+            self.encoder = LastStateRNN(cfg.kind, dim, cfg.hidden, cfg.layers, cfg.dropout, **extra)
+        else:
+            raise ValueError(f"model.kind={cfg.kind!r}: expected 'cnn', 'lstm' or 'sru'")
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(self.encoder.output_size, classes)
+
+    def forward(self, tokens, lengths):                       # tokens: (B, L) right-padded
+        return self.out(self.drop(self.encoder(self.drop(self.embed(tokens)), lengths)))

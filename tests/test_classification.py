@@ -1,0 +1,180 @@
+"""Table 1: CV splits, SST phrases, word vectors, padding-invariant models, the smoke table end to end."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tasks.classification.data import cv_folds, load_splits, make_batches, sst_phrases, tree_nodes
+from tasks.classification.model import SentenceClassifier
+from tasks.common.data import DataError
+from tasks.common.text import Vocab
+from tasks.common.vectors import VectorsError, embedding_matrix, read_vectors
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("SRU_DATA_MIRROR", ROOT.parent / "shared" / "data"))
+needs_mirror = pytest.mark.skipif(not (MIRROR / "classification").exists(), reason=f"no mirror at {MIRROR}")
+QUIET = dict(log=lambda *_: None)
+
+
+def test_cv_folds_are_disjoint_cover_everything_and_follow_the_seed():
+    folds = cv_folds(1003, 10, seed=7)
+    assert len(folds) == 10 and {len(f) for f in folds} <= {100, 101}
+    everything = np.concatenate(folds)
+    assert sorted(everything.tolist()) == list(range(1003))          # disjoint and covering
+    assert all(np.array_equal(a, b) for a, b in zip(folds, cv_folds(1003, 10, seed=7)))
+    assert not np.array_equal(np.concatenate(cv_folds(1003, 10, seed=8)), everything)
+    with pytest.raises(ValueError, match="folds"):
+        cv_folds(5, 10, seed=1)
+
+
+@needs_mirror
+def test_mr_splits_partition_the_data_the_same_way_every_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRU_DATA_MIRROR", str(MIRROR))
+    splits, classes = load_splits("mr", tmp_path, fold_seed=1234)
+    assert classes == 2 and len(splits) == 10
+    assert sum(len(s["test"]) for s in splits) == 10662
+    for s in splits:
+        assert len(s["train"]) + len(s["dev"]) + len(s["test"]) == 10662
+        assert len(s["dev"]) == round(0.1 * (10662 - len(s["test"])))
+        # disjoint as examples (MR has a few duplicate sentences, so compare with multiplicity)
+        whole = sorted(map(repr, s["train"] + s["dev"] + s["test"]))
+        assert whole == sorted(map(repr, splits[0]["train"] + splits[0]["dev"] + splits[0]["test"]))
+    again, _ = load_splits("mr", tmp_path, fold_seed=1234)
+    assert again[3]["dev"] == splits[3]["dev"] and again[3]["test"] == splits[3]["test"]
+
+
+def test_tree_nodes_label_every_subtree():
+    nodes = tree_nodes("(3 (2 The) (4 (3 Good) (2 movie)))")
+    assert nodes == [(3, ["the", "good", "movie"]), (2, ["the"]), (4, ["good", "movie"]), (3, ["good"]),
+                     (2, ["movie"])]
+    with pytest.raises(ValueError, match="unbalanced"):
+        tree_nodes("(3 (2 The) (4 good)")
+
+
+@needs_mirror
+def test_sst_phrases_match_the_trees_and_the_sentence_files():
+    lines = gzip.open(MIRROR / "classification/sst_trees/train.txt.gz", "rt", encoding="utf-8").read().splitlines()
+    fine, nodes = sst_phrases(lines, binary=False)
+    assert len(lines) == 8544 and nodes == 318582                  # the counts the data README states
+    distinct = {tuple(words) for line in lines for _, words in tree_nodes(line)}
+    assert len(fine) == len(distinct)                              # each distinct phrase once
+    binary, _ = sst_phrases(lines, binary=True)
+    assert {label for label, _ in binary} == {0, 1}
+    assert len(binary) == sum(label != 2 for label, _ in fine)     # neutral dropped, the rest kept
+    # the roots are Kim's training sentences, with the same labels (3 differ by a non-breaking space)
+    kim = [line.split(" ", 1) for line in (MIRROR / "classification/stsa.fine.train").read_text().splitlines()]
+    roots = {tuple(words): label for label, words in (tree_nodes(line)[0] for line in lines)}
+    same = sum(roots.get(tuple(text.split())) == int(label) for label, text in kim)
+    assert same >= 8541
+
+
+def test_packaged_glove_gives_the_known_vector_and_oov_rows_are_uniform():
+    found, dim = read_vectors("glove-6b-50d", {"the", "qqzzxxnotaword"})
+    assert dim == 50 and set(found) == {"the"}
+    np.testing.assert_allclose(found["the"][:5], [0.418, 0.24968, -0.41242, 0.1217, 0.34527], rtol=1e-6)
+    itos = ["<pad>", "the"] + [f"oov{i}" for i in range(200)]
+    matrix, n_found = embedding_matrix("glove-6b-50d", itos, seed=3)
+    assert n_found == 1 and not matrix[0].any()
+    np.testing.assert_array_equal(matrix[1], found["the"])
+    assert np.abs(matrix[2:]).max() <= 0.25 and matrix[2:].std() > 0.1  # U(-0.25, 0.25)
+    np.testing.assert_array_equal(matrix, embedding_matrix("glove-6b-50d", itos, seed=3)[0])
+
+
+def test_vector_files_by_path_glove_word2vec_text_gz_and_binary(tmp_path):
+    vecs = {"good": [0.5, -1.0, 2.0], "bad": [1.5, 0.25, -3.0]}
+    (tmp_path / "glove.txt").write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in vecs.items()))
+    with gzip.open(tmp_path / "w2v.txt.gz", "wt") as f:
+        f.write("2 3\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in vecs.items()))
+    with open(tmp_path / "w2v.bin", "wb") as f:
+        f.write(b"2 3\n" + b"".join(w.encode() + b" " + np.asarray(v, "<f4").tobytes() + b"\n"
+                                     for w, v in vecs.items()))
+    for name in ("glove.txt", "w2v.txt.gz", "w2v.bin"):
+        found, dim = read_vectors(str(tmp_path / name), {"good", "bad", "ugly"})
+        assert dim == 3 and set(found) == {"good", "bad"}, name
+        np.testing.assert_array_equal(found["bad"], np.float32(vecs["bad"]))
+    (tmp_path / "ragged.txt").write_text("good 1 2 3\nbad 1 2\n")
+    with pytest.raises(VectorsError, match="ragged.txt:2"):
+        read_vectors(str(tmp_path / "ragged.txt"))
+    with pytest.raises(VectorsError, match="word2vec/GloVe file"):
+        read_vectors(str(tmp_path / "missing.bin"))
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm", "sru"])
+def test_predictions_do_not_depend_on_batch_padding(kind):
+    torch.manual_seed(0)
+    words = [f"w{i}" for i in range(30)]
+    vocab = Vocab(words, specials=["<pad>"])
+    cfg = OmegaConf.create(dict(kind=kind, widths=[3, 4, 5], maps=8, layers=2, hidden=16, dropout=0.5,
+                                rnn_dropout=0.0, use_tanh=True, highway_bias=0.0))
+    model = SentenceClassifier(torch.randn(len(vocab), 10), 3, cfg).eval()
+    examples = [(0, words[:2]), (1, words[5:17]), (2, words[3:4]), (0, words[:29])]
+    batch = make_batches(examples, vocab, 4, shuffle=False, min_len=5)[0]
+    together = model(batch[0], batch[1])
+    for row, length in enumerate(batch[1].tolist()):
+        tokens = batch[0][row:row + 1, :max(length, 5)]
+        alone = model(tokens, batch[1][row:row + 1])
+        torch.testing.assert_close(alone, together[row:row + 1], rtol=1e-5, atol=1e-6)
+
+
+def cell(tmp_path, name, *overrides, check=True):
+    cmd = [sys.executable, "-m", "tasks.classification.train", "profile=smoke", "profile.max_examples=400",
+           f"out_dir={tmp_path / name}", f"data_dir={tmp_path / 'data'}", "logger=none", *overrides]
+    env = dict(os.environ, SRU_DATA_MIRROR=str(MIRROR), WANDB_MODE="offline")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads((tmp_path / name / "result.json").read_text())
+    return proc
+
+
+@needs_mirror
+def test_smoke_table_through_the_entry_point(tmp_path):
+    cmd = [sys.executable, "-m", "tasks.classification.table", "--profile", "smoke", "--out", str(tmp_path / "res"),
+           "--outputs", str(tmp_path / "out"), "profile.max_examples=400", "logger=wandb",
+           f"data_dir={tmp_path / 'data'}"]
+    env = dict(os.environ, SRU_DATA_MIRROR=str(MIRROR), WANDB_MODE="offline")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "res" / "table1.json").read_text())
+    assert [(r["model"], r["dataset"]) for r in rows] == [("cnn", "MR"), ("lstm", "MR"), ("sru", "MR")]
+    for r in rows:
+        assert r["runs"] == 2 and r["run_kind"] == "folds" and r["profile"] == "smoke"
+        assert r["vectors"] == "glove-6b-50d" and r["sec_per_epoch"] > 0 and len(r["test_accs"]) == 2
+        assert 0 <= r["acc_mean"] <= 100
+    md = (tmp_path / "res" / "table1.md").read_text()
+    assert "SMOKE RUN" in md and "glove-6b-50d" in md and "82-83" in md
+    assert (tmp_path / "res" / "table1_fig2.png").stat().st_size > 10_000
+    assert list((tmp_path / "out" / "mr-sru-smoke" / "run0" / "wandb").glob("offline-run-*"))
+
+
+@needs_mirror
+def test_resume_skips_finished_runs_and_continues_the_unfinished_one(tmp_path):
+    whole = cell(tmp_path, "whole", "profile.epochs=3")
+    cell(tmp_path, "split", "profile.epochs=2")                    # stopped after 2 epochs of each run
+    resumed = cell(tmp_path, "split", "profile.epochs=3", "resume=true")
+    def curves(result):  # everything but the wall-clock times
+        return [[(e["epoch"], e["dev_acc"], e["train_loss"]) for e in h] for h in result["histories"]]
+    assert curves(resumed) == curves(whole) and len(curves(whole)[1]) == 3
+    assert resumed["test_accs"] == whole["test_accs"]
+
+
+@needs_mirror
+@pytest.mark.parametrize("override, key", [("dataset=imdb", "dataset"), ("model.layers=0", "model.layers"),
+                                           ("dev_fraction=1.5", "dev_fraction"),
+                                           ("vectors=/nonexistent/vectors.txt", "vectors")])
+def test_bad_config_fails_fast_naming_the_key(tmp_path, override, key):
+    proc = cell(tmp_path, "bad", override, check=False)
+    assert proc.returncode != 0 and key in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_data_names_the_mirror_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRU_DATA_MIRROR", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="classification/custrev.all"):
+        load_splits("cr", tmp_path / "data")
