@@ -1,10 +1,5 @@
 """Table 1: CV splits, SST phrases, word vectors, padding-invariant models, the smoke table end to end."""
 import gzip
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +11,9 @@ from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.text import Vocab
 from tasks.common.vectors import VectorsError, embedding_matrix, read_vectors
+from helpers import MIRROR, mirror_has, result_of, run_module
 
-ROOT = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("SRU_DATA_MIRROR", ROOT.parent / "shared" / "data"))
-needs_mirror = pytest.mark.skipif(not (MIRROR / "classification").exists(), reason=f"no mirror at {MIRROR}")
+needs_mirror = mirror_has("classification")
 QUIET = dict(log=lambda *_: None)
 
 
@@ -114,8 +108,8 @@ def test_predictions_do_not_depend_on_batch_padding(kind):
     cfg = OmegaConf.create(dict(kind=kind, widths=[3, 4, 5], maps=8, layers=2, hidden=16, dropout=0.5,
                                 rnn_dropout=0.0, use_tanh=True, highway_bias=0.0))
     model = SentenceClassifier(torch.randn(len(vocab), 10), 3, cfg).eval()
-    examples = [(0, words[:2]), (1, words[5:17]), (2, words[3:4]), (0, words[:29])]
-    batch = make_batches(examples, vocab, 4, shuffle=False, min_len=5)[0]
+    examples = [(0, words[:2]), (1, words[5:17]), (2, words[3:4]), (0, words[:29]), (1, [])]  # CR has empties
+    batch = make_batches(examples, vocab, 5, shuffle=False, min_len=5)[0]
     together = model(batch[0], batch[1])
     for row, length in enumerate(batch[1].tolist()):
         tokens = batch[0][row:row + 1, :max(length, 5)]
@@ -124,25 +118,17 @@ def test_predictions_do_not_depend_on_batch_padding(kind):
 
 
 def cell(tmp_path, name, *overrides, check=True):
-    cmd = [sys.executable, "-m", "tasks.classification.train", "profile=smoke", "profile.max_examples=400",
-           f"out_dir={tmp_path / name}", f"data_dir={tmp_path / 'data'}", "logger=none", *overrides]
-    env = dict(os.environ, SRU_DATA_MIRROR=str(MIRROR), WANDB_MODE="offline")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads((tmp_path / name / "result.json").read_text())
-    return proc
+    proc = run_module("tasks.classification.train", "profile=smoke", "profile.max_examples=400",
+                      f"out_dir={tmp_path / name}", f"data_dir={tmp_path / 'data'}", "logger=none", *overrides)
+    return result_of(proc, tmp_path / name / "result.json") if check else proc
 
 
 @needs_mirror
 def test_smoke_table_through_the_entry_point(tmp_path):
-    cmd = [sys.executable, "-m", "tasks.classification.table", "--profile", "smoke", "--out", str(tmp_path / "res"),
-           "--outputs", str(tmp_path / "out"), "profile.max_examples=400", "logger=wandb",
-           f"data_dir={tmp_path / 'data'}"]
-    env = dict(os.environ, SRU_DATA_MIRROR=str(MIRROR), WANDB_MODE="offline")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = json.loads((tmp_path / "res" / "table1.json").read_text())
+    proc = run_module("tasks.classification.table", "--profile", "smoke", "--out", str(tmp_path / "res"),
+                      "--outputs", str(tmp_path / "out"), "profile.max_examples=400", "logger=wandb",
+                      f"data_dir={tmp_path / 'data'}", timeout=900)
+    rows = result_of(proc, tmp_path / "res" / "table1.json")
     assert [(r["model"], r["dataset"]) for r in rows] == [("cnn", "MR"), ("lstm", "MR"), ("sru", "MR")]
     for r in rows:
         assert r["runs"] == 2 and r["run_kind"] == "folds" and r["profile"] == "smoke"
@@ -178,3 +164,18 @@ def test_missing_data_names_the_mirror_file(tmp_path, monkeypatch):
     monkeypatch.setenv("SRU_DATA_MIRROR", str(tmp_path / "empty"))
     with pytest.raises(DataError, match="classification/custrev.all"):
         load_splits("cr", tmp_path / "data")
+
+
+@needs_mirror
+def test_every_dataset_loads_with_the_published_counts(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRU_DATA_MIRROR", str(MIRROR))
+    totals = dict(mr=10662, cr=3775, subj=10000, mpqa=10606)
+    for name, total in totals.items():
+        splits, _ = load_splits(name, tmp_path)
+        assert len(splits) == 10 and sum(len(s["test"]) for s in splits) == total, name
+    (trec,), classes = load_splits("trec", tmp_path)
+    assert classes == 6 and len(trec["train"]) + len(trec["dev"]) == 5452 and len(trec["test"]) == 500
+    for name, classes, dev, test in (("sst1", 5, 1101, 2210), ("sst2", 2, 872, 1821)):
+        (sst,), got = load_splits(name, tmp_path)
+        assert got == classes and (len(sst["dev"]), len(sst["test"])) == (dev, test), name
+        assert len(sst["train"]) > 50_000 and {label for label, _ in sst["train"]} == set(range(classes))

@@ -1,20 +1,14 @@
 """Table 3's harness: verified data, the smoke rows through the real entry point, resume, bad config."""
 import gzip
-import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tasks.common.data import MANIFEST, DataError, ensure_dataset
 from tasks.common.harness import NonFiniteLoss, check_finite
+from helpers import MIRROR, mirror_has, result_of, run_module
 
-ROOT = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("SRU_DATA_MIRROR", ROOT.parent / "shared" / "data"))
-needs_mirror = pytest.mark.skipif(not (MIRROR / "ptb").exists(), reason=f"no PTB mirror at {MIRROR}")
+needs_mirror = mirror_has("ptb")
 
 
 @needs_mirror
@@ -41,14 +35,9 @@ def test_fetch_from_mirror_verifies_and_rejects_corruption(tmp_path):
 
 
 def train(tmp_path, name, *overrides, check=True):
-    cmd = [sys.executable, "-m", "tasks.lm_ptb.train", "profile=smoke", "profile.max_lines=300",
-           "profile.epochs=2", f"out_dir={tmp_path / name}", f"data_dir={tmp_path / 'data'}", *overrides]
-    env = dict(os.environ, SRU_DATA_MIRROR=str(MIRROR), WANDB_MODE="offline")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads((tmp_path / name / "result.json").read_text())
-    return proc
+    proc = run_module("tasks.lm_ptb.train", "profile=smoke", "profile.max_lines=300", "profile.epochs=2",
+                      f"out_dir={tmp_path / name}", f"data_dir={tmp_path / 'data'}", *overrides)
+    return result_of(proc, tmp_path / name / "result.json") if check else proc
 
 
 @needs_mirror

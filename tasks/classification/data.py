@@ -33,9 +33,9 @@ def read_labelled(path, classes):
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
             label, _, text = line.strip().partition(" ")
-            if not label.isdigit() or not 0 <= int(label) < classes or not text.split():
+            if not label.isdigit() or not 0 <= int(label) < classes:
                 raise DataError(f"{path}:{n}: expected `<label 0..{classes - 1}> <sentence>`, got {line[:60]!r}")
-            examples.append((int(label), text.split()))
+            examples.append((int(label), text.split()))  # CR and MPQA hold 7 empty sentences: kept
     return examples
 
 
@@ -131,7 +131,7 @@ def make_batches(examples, vocab, batch_size, shuffle, min_len=1):
     (torch's RNG, so a resumed run replays it)."""
     ids = [vocab.encode(words) for _, words in examples]
     labels = torch.tensor([label for label, _ in examples])
-    lengths = torch.tensor([len(x) for x in ids])
+    lengths = torch.tensor([max(1, len(x)) for x in ids])  # an empty sentence is one <pad>
     if shuffle:  # sort by length inside random pools of 50 batches, then shuffle the batches
         order = torch.randperm(len(ids))
         pool = batch_size * 50
@@ -142,7 +142,7 @@ def make_batches(examples, vocab, batch_size, shuffle, min_len=1):
     for idx in order.split(batch_size):
         tokens = torch.zeros(len(idx), max(min_len, int(lengths[idx].max())), dtype=torch.long)
         for row, i in enumerate(idx.tolist()):
-            tokens[row, :lengths[i]] = ids[i]
+            tokens[row, :len(ids[i])] = ids[i]
         batches.append((tokens, lengths[idx], labels[idx]))
     if shuffle:
         batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]

@@ -3,13 +3,12 @@
 Cells (dataset x model) come from configs/classification/table1.yaml. Writes results/table1.md,
 results/table1.json and results/table1_fig2.png (Figure 2: dev accuracy vs training time).
 """
-import argparse
 import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import run_entry_point, write_table
+from tasks.common.results import run_entry_point, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "classification" / "table1.yaml"
@@ -58,9 +57,13 @@ def plot(cells, datasets, path, profile, vectors):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(datasets), figsize=(max(6.0, 4.2 * len(datasets)), 4.0), squeeze=False)
+    cols = min(4, len(datasets))
+    rows = -(-len(datasets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 4.2 * cols), 0.6 + 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(datasets):]:
+        ax.axis("off")
     style = dict(cnn=":", lstm="--", sru="-")
-    for ax, dataset in zip(axes[0], datasets):
+    for ax, dataset in zip(axes.flat, datasets):
         for c in cells:
             if c["dataset"] == NAMES[dataset]:
                 h = c["histories"][0]
@@ -78,16 +81,13 @@ def plot(cells, datasets, path, profile, vectors):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--profile", default="full", choices=["full", "smoke"])
-    p.add_argument("--collect-only", action="store_true", help="only rebuild the table from finished cells")
-    p.add_argument("--datasets", nargs="+", help="a subset of the table's datasets (default: the profile's)")
-    p.add_argument("--out", default=str(ROOT / "results"))
-    p.add_argument("--outputs", default=str(ROOT / "outputs" / "classification"))
-    p.add_argument("extra", nargs="*", help="Hydra overrides passed to every cell, e.g. logger=none resume=true")
+    p = table_arg_parser(__doc__, ROOT, "classification")
+    p.add_argument("--datasets", help="comma-separated subset of the table's datasets, e.g. mr,cr "
+                                      "(default: all for full, the smoke list for smoke)")
     args = p.parse_args(argv)
     exp = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))
-    datasets = args.datasets or exp["smoke_datasets" if args.profile == "smoke" else "datasets"]
+    datasets = args.datasets.split(",") if args.datasets else exp["smoke_datasets" if args.profile == "smoke"
+                                                                   else "datasets"]
     unknown = set(datasets) - set(NAMES)
     if unknown:
         p.error(f"unknown datasets {sorted(unknown)}; expected some of {sorted(NAMES)}")

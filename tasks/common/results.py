@@ -1,4 +1,5 @@
 """Finished runs -> a results table: JSON rows plus a markdown table, smoke runs marked as such."""
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,15 @@ def run_entry_point(module, args, cwd):
     cmd = [sys.executable, "-m", module, *args]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=cwd)
+
+
+def table_arg_parser(doc, root, task, what="cells"):
+    """The command line every `python -m tasks.<task>.table` shares; `extra` are Hydra overrides."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="full", choices=["full", "smoke"])
+    p.add_argument("--collect-only", action="store_true", help=f"only rebuild the table from finished {what}")
+    p.add_argument("--out", default=str(Path(root) / "results"), help="where the table and figure go")
+    p.add_argument("--outputs", default=str(Path(root) / "outputs" / task), help=f"where the {what}' runs live")
+    p.add_argument("extra", nargs="*", help=f"Hydra overrides passed to every one of the {what}, "
+                                            f"e.g. logger=none resume=true")
+    return p

@@ -3,13 +3,12 @@
 Rows come from configs/lm_ptb/table3.yaml. Writes results/table3.md, results/table3.json and
 results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
-import argparse
 import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import run_entry_point, write_table
+from tasks.common.results import run_entry_point, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "lm_ptb" / "table3.yaml"
@@ -66,13 +65,7 @@ def plot(table, path, smoke):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--profile", default="full", choices=["full", "smoke"])
-    p.add_argument("--collect-only", action="store_true", help="only rebuild the table from finished runs")
-    p.add_argument("--out", default=str(ROOT / "results"))
-    p.add_argument("--outputs", default=str(ROOT / "outputs" / "lm_ptb"))
-    p.add_argument("extra", nargs="*", help="Hydra overrides passed to every row, e.g. logger=none resume=true")
-    args = p.parse_args(argv)
+    args = table_arg_parser(__doc__, ROOT, "lm_ptb", "rows").parse_args(argv)
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
     if not args.collect_only:
         for row in rows:
