@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tasks.classification.data import cv_folds, load_splits, make_batches, sst_phrases, tree_nodes
+from tasks.classification.data import cv_folds, load_splits, make_batches, sst_phrases, subsample, tree_nodes
 from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.text import Vocab
@@ -26,6 +26,14 @@ def test_cv_folds_are_disjoint_cover_everything_and_follow_the_seed():
     assert not np.array_equal(np.concatenate(cv_folds(1003, 10, seed=8)), everything)
     with pytest.raises(ValueError, match="folds"):
         cv_folds(5, 10, seed=1)
+
+
+def test_subsample_is_a_seeded_spread_not_the_head_of_a_sorted_file():
+    examples = [(int(i >= 500), [f"w{i}"]) for i in range(1000)]     # sorted by label, like the SST trees
+    some = subsample(examples, 100, seed=1)
+    assert len(some) == 100 and some == sorted(some, key=lambda e: int(e[1][0][1:]))
+    assert 30 < sum(label for label, _ in some) < 70 and some == subsample(examples, 100, seed=1)
+    assert subsample(examples[:50], 100, seed=1) == examples[:50]
 
 
 @needs_mirror

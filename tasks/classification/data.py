@@ -100,6 +100,14 @@ def split_dev(examples, fraction, seed):
     return [examples[i] for i in order[n_dev:]], [examples[i] for i in order[:n_dev]]
 
 
+def subsample(examples, n, seed):
+    """A seeded random n of the examples, in their original order (files can be sorted by label)."""
+    if len(examples) <= n:
+        return examples
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), n, replace=False))
+    return [examples[i] for i in keep]
+
+
 def load_splits(dataset, data_dir=None, fold_seed=1234, folds=10, dev_fraction=0.1):
     """The dataset's splits (one per CV fold, or one fixed split) and its class count."""
     if dataset not in DATASETS:

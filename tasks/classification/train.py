@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from tasks.classification.data import DATASETS, PAD, load_splits, make_batches
+from tasks.classification.data import DATASETS, PAD, load_splits, make_batches, subsample
 from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.harness import (Logger, NonFiniteLoss, Progress, check_config, check_finite, git_commit,
@@ -124,8 +124,8 @@ def train(cfg: DictConfig):
     validate_config(cfg)
     device = pick_device(cfg.device)
     splits, classes = load_splits(cfg.dataset, cfg.data_dir, cfg.fold_seed, cfg.folds, cfg.dev_fraction)
-    if cfg.profile.max_examples:  # smoke/tests only: truncate every split
-        splits = [{k: v[:cfg.profile.max_examples] for k, v in s.items()} for s in splits]
+    if cfg.profile.max_examples:  # smoke/tests only: a random subset of every split
+        splits = [{k: subsample(v, cfg.profile.max_examples, cfg.fold_seed) for k, v in s.items()} for s in splits]
     fixed = DATASETS[cfg.dataset]["protocol"] == "fixed"
     n_runs = cfg.seeds if fixed else len(splits)
     n_runs = min(n_runs, cfg.profile.runs or n_runs)
