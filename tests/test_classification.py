@@ -87,6 +87,9 @@ def test_packaged_glove_gives_the_known_vector_and_oov_rows_are_uniform():
     np.testing.assert_array_equal(matrix[1], found["the"])
     assert np.abs(matrix[2:]).max() <= 0.25 and matrix[2:].std() > 0.1  # U(-0.25, 0.25)
     np.testing.assert_array_equal(matrix, embedding_matrix("glove-6b-50d", itos, seed=3)[0])
+    unit, _ = embedding_matrix("glove-6b-50d", itos, seed=3, normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit[1:], axis=1), 1.0, rtol=1e-5)
+    assert not unit[0].any()                                            # <pad> stays zero
 
 
 def test_vector_files_by_path_glove_word2vec_text_gz_and_binary(tmp_path):

@@ -15,7 +15,7 @@ EXPERIMENT = ROOT / "configs" / "classification" / "table1.yaml"
 NAMES = dict(mr="MR", cr="CR", subj="SUBJ", mpqa="MPQA", trec="TREC", sst1="SST-1", sst2="SST-2")
 COLUMNS = [("model", "model", None), ("dataset", "dataset", None), ("test acc (mean)", "acc_mean", ".2f"),
            ("std", "acc_std", ".2f"), ("runs", "runs_label", None), ("paper SRU", "paper_sru", None),
-           ("s/epoch", "sec_per_epoch", ".2f"), ("epochs", "epochs", None), ("params", "params", ","),
+           ("s/epoch (median)", "sec_per_epoch", ".2f"), ("epochs", "epochs", None), ("params", "params", ","),
            ("vectors", "vectors", None), ("device", "device", None), ("profile", "profile", None),
            ("commit", "commit", None)]
 SMOKE = "2 epochs (not 100), the first 2 folds, MR only"
@@ -37,7 +37,7 @@ def collect(exp, datasets, profile, out_dir, outputs):
     notes = [f"Vectors: {', '.join(vectors)} (frozen; OOV ~ U(-0.25, 0.25)). The paper used 300d word2vec, so "
              f"our accuracies are expected to sit below its numbers. Test accuracy at the best dev epoch; "
              f"mean and sample std over CV folds (MR, CR, SUBJ, MPQA) or seeds (TREC, SST). "
-             f"s/epoch = training time only. The paper's per-row v1 values are not available: ranges.", "",
+             f"s/epoch = median training time of an epoch (evaluation excluded). The paper's per-row v1 values are not available: ranges.", "",
              "| model | " + " | ".join(NAMES[d] for d in datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
     for model in exp["models"]:
         by = {c["dataset"]: c for c in cells if c["model"] == model}

@@ -114,7 +114,7 @@ def train_run(cfg, run, split, vocab, vectors, classes, device):
     logger.finish()
     result = dict(run=run, seed=seed, test_acc=state["test_at_best"], best_dev_acc=state["best_dev"],
                   best_epoch=state["best_epoch"], epochs=state["epoch"], params=params,
-                  sec_per_epoch=state["wall"] / state["epoch"], history=state["history"],
+                  sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]), history=state["history"],
                   sizes={k: len(v) for k, v in split.items()})
     write_json_atomic(result, run_dir / "result.json")
     return result
@@ -130,7 +130,7 @@ def train(cfg: DictConfig):
     n_runs = cfg.seeds if fixed else len(splits)
     n_runs = min(n_runs, cfg.profile.runs or n_runs)
     vocab = Vocab((w for s in splits for part in s.values() for _, words in part for w in words), specials=[PAD])
-    vectors, found = embedding_matrix(cfg.vectors, vocab.itos, seed=cfg.fold_seed)
+    vectors, found = embedding_matrix(cfg.vectors, vocab.itos, seed=cfg.fold_seed, normalize=cfg.normalize_vectors)
     print(f"{cfg.cell_name}: {n_runs} {'seeds' if fixed else 'folds'}, {classes} classes, "
           f"train/dev/test {len(splits[0]['train'])}/{len(splits[0]['dev'])}/{len(splits[0]['test'])}, "
           f"vocab {len(vocab):,} ({found:,} in {cfg.vectors}, dim {vectors.shape[1]}), device={device}")
@@ -149,8 +149,9 @@ def train(cfg: DictConfig):
     result = dict(dataset=cfg.dataset, model=cfg.model.kind, acc_mean=statistics.mean(accs),
                   acc_std=statistics.stdev(accs) if len(accs) > 1 else 0.0, runs=len(runs),
                   run_kind="seeds" if fixed else "folds", test_accs=accs,
-                  sec_per_epoch=statistics.mean(r["sec_per_epoch"] for r in runs),
+                  sec_per_epoch=statistics.median(e["seconds"] for r in runs for e in r["history"]),
                   epochs=cfg.profile.epochs, params=runs[0]["params"], vectors=cfg.vectors,
+                  normalize_vectors=cfg.normalize_vectors,
                   vector_dim=int(vectors.shape[1]), vocab=len(vocab), vocab_found=found, profile=cfg.profile.name,
                   commit=git_commit(), device=str(device), cell_name=cfg.cell_name,
                   histories=[r["history"] for r in runs])

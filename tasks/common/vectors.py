@@ -91,9 +91,10 @@ def read_vectors(spec, wanted=None):
     return (_word2vec_binary if path.suffix == ".bin" else _text)(path, wanted)
 
 
-def embedding_matrix(spec, itos, seed, oov_scale=0.25, zero=("<pad>",)):
+def embedding_matrix(spec, itos, seed, oov_scale=0.25, zero=("<pad>",), normalize=False):
     """(len(itos), dim) float32 matrix: pretrained rows where known, U(-oov_scale, oov_scale) otherwise
-    (Kim 2014), zeros for the `zero` words. Returns (matrix, number of words found)."""
+    (Kim 2014), zeros for the `zero` words; with normalize, every non-zero row scaled to unit L2 norm
+    (as the SRU authors' classification script does). Returns (matrix, number of words found)."""
     found, dim = read_vectors(spec, itos)
     rng = np.random.default_rng(seed)
     matrix = rng.uniform(-oov_scale, oov_scale, size=(len(itos), dim)).astype(np.float32)
@@ -102,4 +103,7 @@ def embedding_matrix(spec, itos, seed, oov_scale=0.25, zero=("<pad>",)):
             matrix[i] = 0.0
         elif w in found:
             matrix[i] = found[w]
+    if normalize:
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
     return matrix, sum(w in found for w in itos)
