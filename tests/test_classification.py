@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tasks.classification.data import cv_folds, load_splits, make_batches, sst_phrases, subsample, tree_nodes
+from tasks.classification.data import cv_folds, encode, load_splits, make_batches, sst_phrases, subsample, tree_nodes
 from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.text import Vocab
@@ -120,7 +120,7 @@ def test_predictions_do_not_depend_on_batch_padding(kind):
                                 rnn_dropout=0.0, use_tanh=True, highway_bias=0.0))
     model = SentenceClassifier(torch.randn(len(vocab), 10), 3, cfg).eval()
     examples = [(0, words[:2]), (1, words[5:17]), (2, words[3:4]), (0, words[:29]), (1, [])]  # CR has empties
-    batch = make_batches(examples, vocab, 5, shuffle=False, min_len=5)[0]
+    batch = make_batches(encode(examples, vocab), 5, shuffle=False, min_len=5)[0]
     together = model(batch[0], batch[1])
     for row, length in enumerate(batch[1].tolist()):
         tokens = batch[0][row:row + 1, :max(length, 5)]

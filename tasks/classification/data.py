@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from tasks.common.data import DataError, ensure_dataset
 
@@ -133,13 +134,18 @@ def load_splits(dataset, data_dir=None, fold_seed=1234, folds=10, dev_fraction=0
     return [dict(train=train, dev=dev, test=test)], classes
 
 
-def make_batches(examples, vocab, batch_size, shuffle, min_len=1):
-    """Lists of (tokens (B, L) right-padded with <pad>=0, lengths (B,), labels (B,)). Examples of similar
-    length are batched together (less padding); with shuffle, which ones and in what order is random
-    (torch's RNG, so a resumed run replays it)."""
+def encode(examples, vocab):
+    """(ids, lengths, labels) of a split: done once per run, so an epoch only reorders and pads."""
     ids = [vocab.encode(words) for _, words in examples]
-    labels = torch.tensor([label for label, _ in examples])
     lengths = torch.tensor([max(1, len(x)) for x in ids])  # an empty sentence is one <pad>
+    return ids, lengths, torch.tensor([label for label, _ in examples])
+
+
+def make_batches(encoded, batch_size, shuffle, min_len=1):
+    """Lists of (tokens (B, L) right-padded with <pad>=0, lengths (B,), labels (B,)) from `encode`'s
+    output. Examples of similar length are batched together (less padding); with shuffle, which ones
+    and in what order is random (torch's RNG, so a resumed run replays it)."""
+    ids, lengths, labels = encoded
     if shuffle:  # sort by length inside random pools of 50 batches, then shuffle the batches
         order = torch.randperm(len(ids))
         pool = batch_size * 50
@@ -148,9 +154,9 @@ def make_batches(examples, vocab, batch_size, shuffle, min_len=1):
         order = torch.argsort(lengths, stable=True)
     batches = []
     for idx in order.split(batch_size):
+        rows = pad_sequence([ids[i] for i in idx.tolist()], batch_first=True)
         tokens = torch.zeros(len(idx), max(min_len, int(lengths[idx].max())), dtype=torch.long)
-        for row, i in enumerate(idx.tolist()):
-            tokens[row, :len(ids[i])] = ids[i]
+        tokens[:, :rows.size(1)] = rows
         batches.append((tokens, lengths[idx], labels[idx]))
     if shuffle:
         batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]

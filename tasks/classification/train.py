@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from tasks.classification.data import DATASETS, PAD, load_splits, make_batches, subsample
+from tasks.classification.data import DATASETS, PAD, encode, load_splits, make_batches, subsample
 from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.harness import (Logger, NonFiniteLoss, Progress, check_config, check_finite, git_commit,
@@ -70,8 +70,9 @@ def train_run(cfg, run, split, vocab, vectors, classes, device):
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr,
                            weight_decay=cfg.optim.weight_decay)
     min_len = max(cfg.model.widths) if cfg.model.kind == "cnn" else 1
-    dev = make_batches(split["dev"], vocab, cfg.optim.eval_batch_size, shuffle=False, min_len=min_len)
-    test = make_batches(split["test"], vocab, cfg.optim.eval_batch_size, shuffle=False, min_len=min_len)
+    dev, test = (make_batches(encode(split[part], vocab), cfg.optim.eval_batch_size, shuffle=False,
+                              min_len=min_len) for part in ("dev", "test"))
+    train_set = encode(split["train"], vocab)
 
     ckpt_path = run_dir / "checkpoint.pt"
     state = dict(epoch=0, best_dev=-1.0, best_epoch=0, test_at_best=None, history=[], wall=0.0)
@@ -85,7 +86,7 @@ def train_run(cfg, run, split, vocab, vectors, classes, device):
     logger.summary(params=params, train_examples=len(split["train"]))
     for epoch in range(state["epoch"] + 1, cfg.profile.epochs + 1):
         model.train()
-        batches = make_batches(split["train"], vocab, cfg.optim.batch_size, shuffle=True, min_len=min_len)
+        batches = make_batches(train_set, cfg.optim.batch_size, shuffle=True, min_len=min_len)
         bar = Progress(len(batches), f"{name} epoch {epoch}/{cfg.profile.epochs}")
         t0, loss_sum = time.time(), 0.0
         for step, (tokens, lengths, labels) in enumerate(batches):
