@@ -21,6 +21,19 @@ def _tanh(z):
 
 
 @triton.jit
+def _program_columns(BIAS, d, D: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's (batch, direction) column, its BLOCK units j (mask m: j < d) and their fp32
+    forget/reset biases (shared by both passes)."""
+    pid_bd = tl.program_id(1)
+    b, dr = pid_bd // D, pid_bd % D
+    j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = j < d
+    bf = tl.load(BIAS + (dr * 2) * d + j, mask=m).to(tl.float32)
+    br = tl.load(BIAS + (dr * 2 + 1) * d + j, mask=m).to(tl.float32)
+    return pid_bd, b, dr, j, m, bf, br
+
+
+@triton.jit
 def _load_step(U, XH, row, j, m, d, bf, br, K: tl.constexpr):
     """One step's x~, f, r and highway input for units j, in fp32 (shared by both passes)."""
     u = U + row * K * d + j
@@ -38,12 +51,7 @@ def _load_step(U, XH, row, j, m, d, bf, br, K: tl.constexpr):
 def _forward_kernel(U, XH, BIAS, C0, MASK, H, C_ALL, L, B, d,
                     K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
                     USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
-    pid_bd = tl.program_id(1)
-    b, dr = pid_bd // D, pid_bd % D
-    j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = j < d
-    bf = tl.load(BIAS + (dr * 2) * d + j, mask=m).to(tl.float32)
-    br = tl.load(BIAS + (dr * 2 + 1) * d + j, mask=m).to(tl.float32)
+    pid_bd, b, dr, j, m, bf, br = _program_columns(BIAS, d, D, BLOCK)
     c = tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32)
     for i in range(L):
         t = i + dr * (L - 1 - 2 * i)  # forward order for dr == 0, reverse for dr == 1
@@ -69,12 +77,7 @@ def _backward_kernel(U, XH, BIAS, C0, MASK, C_ALL, GRAD_H, GRAD_CN,
                      GRAD_U, GRAD_XH, GRAD_BIAS, GRAD_C0, L, B, d,
                      K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
                      USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
-    pid_bd = tl.program_id(1)
-    b, dr = pid_bd // D, pid_bd % D
-    j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = j < d
-    bf = tl.load(BIAS + (dr * 2) * d + j, mask=m).to(tl.float32)
-    br = tl.load(BIAS + (dr * 2 + 1) * d + j, mask=m).to(tl.float32)
+    pid_bd, b, dr, j, m, bf, br = _program_columns(BIAS, d, D, BLOCK)
     dc = tl.load(GRAD_CN + pid_bd * d + j, mask=m).to(tl.float32)  # reaches c_t from later
     gbf = tl.zeros([BLOCK], dtype=tl.float32)
     gbr = tl.zeros([BLOCK], dtype=tl.float32)
