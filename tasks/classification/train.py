@@ -91,12 +91,13 @@ def train_run(cfg, run, split, vocab, vectors, classes, device):
         t0, loss_sum = time.time(), 0.0
         for step, (tokens, lengths, labels) in enumerate(batches):
             loss = F.cross_entropy(model(tokens.to(device), lengths.to(device)), labels.to(device))
-            check_finite(loss.item(), f"run {run}, epoch {epoch}, step {step}")
+            value = loss.item()  # one device sync per step
+            check_finite(value, f"run {run}, epoch {epoch}, step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item()
-            bar.update(1, int(lengths.sum()), loss=loss.item())
+            loss_sum += value
+            bar.update(1, int(lengths.sum()), loss=value)
         seconds = time.time() - t0
         state["wall"] += seconds
         dev_acc = accuracy(model, dev, device)

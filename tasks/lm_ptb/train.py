@@ -90,13 +90,14 @@ def train(cfg: DictConfig):
             x, y = train_data[i:i + n], train_data[i + 1:i + 1 + n]
             logits, state = model(x, RNNLM.detach(state))
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-            check_finite(loss.item(), f"epoch {epoch}, step {i // cfg.optim.bptt}")
+            value = loss.item()  # one device sync per step
+            check_finite(value, f"epoch {epoch}, step {i // cfg.optim.bptt}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
             opt.step()
-            loss_sum += loss.item()
-            bar.update(1, x.numel(), loss=loss.item())
+            loss_sum += value
+            bar.update(1, x.numel(), loss=value)
         seconds = time.time() - t0
         wall += seconds
         train_ppl = math.exp(loss_sum / steps_per_epoch)
