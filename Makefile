@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests   # -rs: every skip says why
 
 bench: install
 	$(BIN)/python -m sru.bench --out $(BENCH_OUT)

@@ -17,3 +17,8 @@ for m in cnn lstm sru; do
   $py -m tasks.classification.train dataset=mr model=$m profile=smoke profile.epochs=3 profile.runs=1 \
     logger=none device=cuda out_dir="$out/table1_speed/$m" 2>&1 | tr '\r' '\n' | grep "| dev" | tee -a "$out/table1_speed.txt"
 done
+# The trainer on CUDA: a Table 3 smoke row in fp32 and under bf16 autocast (the SRU's bf16 GEMM path)
+for p in fp32 bf16; do
+  $py -m tasks.lm_ptb.train +row=sru-6x910 profile=smoke profile.epochs=2 precision=$p logger=none device=cuda \
+    out_dir="$out/lm_$p" 2>&1 | grep -E "epoch +[0-9]+ \||test_ppl|error" | tee -a "$out/lm_precision.txt"
+done

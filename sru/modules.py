@@ -35,6 +35,10 @@ class SRUCell(nn.Module):
 
     rnn_dropout is variational: one mask per sequence on the GEMM input, shared over time
     (the highway term uses the undropped input, as in the authors' code).
+
+    Under torch.autocast (CUDA or CPU) the GEMM runs in the autocast dtype, the recurrence keeps
+    fp32 state, h comes back in the autocast dtype (like nn.LSTM) and c_n in fp32; c0 may be
+    either.
     """
 
     def __init__(self, input_size, hidden_size, rnn_dropout=0.0, bidirectional=False,
@@ -67,10 +71,11 @@ class SRUCell(nn.Module):
                 f"use_tanh={self.use_tanh}, rnn_dropout={self.rnn_dropout}, backend={self.backend!r}")
 
     def forward(self, input, c0=None, mask_pad=None):
-        _check_input(input, self.input_size, self.weight)
+        amp = _autocast_dtype(input)
+        _check_input(input, self.input_size, self.weight, amp=amp is not None)
         L, B, _ = input.shape
         if c0 is None:
-            c0 = input.new_zeros(B, self.output_size)
+            c0 = input.new_zeros(B, self.output_size, dtype=torch.float32 if amp else input.dtype)
         elif tuple(c0.shape) != (B, self.output_size):
             raise ValueError(f"c0 must have shape (batch, hidden_size*directions) = "
                              f"{(B, self.output_size)}, got {tuple(c0.shape)}")
@@ -79,9 +84,24 @@ class SRUCell(nn.Module):
         if self.training and self.rnn_dropout > 0:
             keep = 1.0 - self.rnn_dropout
             x = x * (input.new_empty(1, B, self.input_size).bernoulli_(keep) / keep)
-        U = (x.reshape(L * B, self.input_size) @ self.weight).view(L, B, -1)
-        return recurrence(U, input if self.k == 3 else None, self.bias, c0, mask_pad,
-                          self.hidden_size, self.bidirectional, self.use_tanh, self.backend)
+        U = (x.reshape(L * B, self.input_size) @ self.weight).view(L, B, -1)  # autocast: in its dtype
+        xh = input if self.k == 3 else None
+        if amp is None:
+            return recurrence(U, xh, self.bias, c0, mask_pad, self.hidden_size, self.bidirectional,
+                              self.use_tanh, self.backend)
+        return self._autocast_recurrence(U, xh, c0, mask_pad, amp)
+
+    def _autocast_recurrence(self, U, xh, c0, mask_pad, dtype):
+        """Under torch.autocast: the GEMM ran in `dtype`; the recurrence keeps fp32 state. The Triton
+        kernels read U in `dtype` directly; the CPU kernels and the reference get fp32 copies.
+        Returns h in `dtype` (as nn.LSTM under autocast) and c_n in fp32."""
+        with torch.autocast(U.device.type, enabled=False):
+            fused_low = self.backend == "gpu" or (self.backend == "auto" and U.is_cuda)
+            if not fused_low:
+                U, xh = U.float(), None if xh is None else xh.float()
+            h, c_n = recurrence(U, xh, self.bias.float(), c0.float(), mask_pad, self.hidden_size,
+                                self.bidirectional, self.use_tanh, self.backend)
+        return h.to(dtype), c_n.float()
 
 
 class SRU(nn.Module):
@@ -127,7 +147,7 @@ class SRU(nn.Module):
                 _check_input(input, self.input_size, self.layers[0].weight, batch_first=True)
             input = input.transpose(0, 1)
             mask_pad = None if mask_pad is None else mask_pad.transpose(0, 1)
-        _check_input(input, self.input_size, self.layers[0].weight)
+        _check_input(input, self.input_size, self.layers[0].weight, amp=_autocast_dtype(input) is not None)
         L, B, _ = input.shape
         if c0 is not None and tuple(c0.shape) != (self.num_layers, B, self.output_size):
             raise ValueError(f"c0 must have shape (num_layers, batch, hidden_size*directions) = "
@@ -145,7 +165,18 @@ class SRU(nn.Module):
         return (h.transpose(0, 1) if self.batch_first else h), c_n
 
 
-def _check_input(x, input_size, weight, batch_first=False):
+def _autocast_dtype(x):
+    """The autocast dtype if torch.autocast is on for x's device (and x is floating point), else None."""
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+        return None
+    try:
+        on = torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device type autocast does not know (meta): never on
+        return None
+    return torch.get_autocast_dtype(x.device.type) if on else None
+
+
+def _check_input(x, input_size, weight, batch_first=False, amp=False):
     shape = "(batch, length, input_size)" if batch_first else "(length, batch, input_size)"
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(x).__name__}")
@@ -158,9 +189,9 @@ def _check_input(x, input_size, weight, batch_first=False):
     if x.device != weight.device:
         raise ValueError(f"input is on {x.device} but the SRU's parameters are on {weight.device}; "
                          f"move one with .to(device)")
-    if x.dtype != weight.dtype:
+    if x.dtype != weight.dtype and not amp:  # under autocast the GEMM casts both
         raise TypeError(f"input dtype {x.dtype} does not match the SRU's parameters ({weight.dtype}); "
-                        f"cast the input or the module (e.g. module.to({x.dtype}))")
+                        f"cast the input or the module (e.g. module.to({x.dtype})), or run under torch.autocast")
 
 
 def _check_mask(mask_pad, L, B, device):

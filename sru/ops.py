@@ -88,13 +88,13 @@ def _define_op(name, forward_impl, backward_impl):
                    use_tanh: bool) -> tuple[Tensor, Tensor, Tensor]:
         L, B, D, K = _dims(U, hidden_size, bidirectional)
         h, c_all = forward_impl(U, x, bias, c0, mask, hidden_size, D, K, use_tanh)
-        return h, _last_state(c_all, L, B, D, hidden_size).to(U.dtype), c_all
+        return h, _last_state(c_all, L, B, D, hidden_size).to(c0.dtype), c_all
 
     @forward_op.register_fake
     def _(U, x, bias, c0, mask, hidden_size, bidirectional, use_tanh):
         L, B, _ = U.shape
         n = (2 if bidirectional else 1) * hidden_size
-        return (U.new_empty(L, B, n), U.new_empty(B, n),
+        return (U.new_empty(L, B, n), c0.new_empty(B, n),
                 U.new_empty(L, B, n, dtype=torch.float32))
 
     @torch.library.custom_op(f"sru::{name}_backward", mutates_args=())

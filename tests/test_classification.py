@@ -11,9 +11,10 @@ from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.text import Vocab
 from tasks.common.vectors import VectorsError, embedding_matrix, read_vectors
-from helpers import MIRROR, mirror_has, result_of, run_module
+from helpers import MIRROR, mirror_has, needs_data, result_of, run_module
 
 needs_mirror = mirror_has("classification")
+needs_mr = needs_data("mr", "classification")
 QUIET = dict(log=lambda *_: None)
 
 
@@ -134,7 +135,7 @@ def cell(tmp_path, name, *overrides, check=True):
     return result_of(proc, tmp_path / name / "result.json") if check else proc
 
 
-@needs_mirror
+@needs_mr
 def test_smoke_table_through_the_entry_point(tmp_path):
     proc = run_module("tasks.classification.table", "--profile", "smoke", "--out", str(tmp_path / "res"),
                       "--outputs", str(tmp_path / "out"), "profile.max_examples=400", "logger=wandb",
@@ -151,7 +152,7 @@ def test_smoke_table_through_the_entry_point(tmp_path):
     assert list((tmp_path / "out" / "mr-sru-smoke" / "run0" / "wandb").glob("offline-run-*"))
 
 
-@needs_mirror
+@needs_mr
 def test_resume_skips_finished_runs_and_continues_the_unfinished_one(tmp_path):
     whole = cell(tmp_path, "whole", "profile.epochs=3")
     cell(tmp_path, "split", "profile.epochs=2")                    # stopped after 2 epochs of each run
@@ -162,7 +163,7 @@ def test_resume_skips_finished_runs_and_continues_the_unfinished_one(tmp_path):
     assert resumed["test_accs"] == whole["test_accs"]
 
 
-@needs_mirror
+@needs_mr
 @pytest.mark.parametrize("override, key", [("dataset=imdb", "dataset"), ("model.layers=0", "model.layers"),
                                            ("dev_fraction=1.5", "dev_fraction"),
                                            ("vectors=/nonexistent/vectors.txt", "vectors")])

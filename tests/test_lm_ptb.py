@@ -6,12 +6,12 @@ import pytest
 
 from tasks.common.data import MANIFEST, DataError, ensure_dataset
 from tasks.common.harness import NonFiniteLoss, check_finite
-from helpers import MIRROR, mirror_has, result_of, run_module
+from helpers import MIRROR, mirror_has, needs_data, result_of, run_module
 
-needs_mirror = mirror_has("ptb")
+needs_ptb = needs_data("ptb", "ptb")
 
 
-@needs_mirror
+@mirror_has("ptb")
 def test_fetch_from_mirror_verifies_and_rejects_corruption(tmp_path):
     paths = ensure_dataset("ptb", tmp_path / "data", mirror=MIRROR, log=lambda *_: None)
     assert sorted(paths) == ["ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]
@@ -40,18 +40,29 @@ def train(tmp_path, name, *overrides, check=True):
     return result_of(proc, tmp_path / name / "result.json") if check else proc
 
 
-@needs_mirror
+@needs_ptb
 @pytest.mark.parametrize("model", ["sru", "lstm"])
 def test_smoke_row_through_the_entry_point(tmp_path, model):
-    result = train(tmp_path, model, f"model={model}", "logger=wandb")
-    for key in ("model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per_epoch", "profile"):
+    proc = train(tmp_path, model, f"model={model}", "logger=wandb", check=False)
+    result = result_of(proc, tmp_path / model / "result.json")
+    for key in ("task", "model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per_epoch", "epochs",
+                "profile", "commit", "device", "world_size", "history"):
         assert key in result
+    assert result["task"] == "lm_ptb" and result["world_size"] == 1
     assert result["model"] == model and result["profile"] == "smoke" and result["epochs"] == 2
     assert 1 < result["test_ppl"] < 10000  # it learned something: uniform over 10k words is 10000
     assert list((tmp_path / model / "wandb").glob("offline-run-*")), "no offline W&B run was written"
+    assert "\r" not in proc.stderr       # not a terminal: progress as plain lines, no carriage returns
+    assert "epoch   2 |" in (tmp_path / model / "train.log").read_text()
 
 
-@needs_mirror
+@needs_ptb
+def test_bf16_autocast_run_through_the_entry_point(tmp_path):
+    result = train(tmp_path, "bf16", "model=sru", "logger=none", "precision=bf16", "profile.epochs=1")
+    assert result["precision"] == "bf16" and 1 < result["test_ppl"] < 20000
+
+
+@needs_ptb
 def test_resume_after_a_stop_reaches_the_same_result(tmp_path):
     whole = train(tmp_path, "whole", "logger=none")
     train(tmp_path, "split", "logger=none", "profile.epochs=1")  # stopped after epoch 1
@@ -60,12 +71,14 @@ def test_resume_after_a_stop_reaches_the_same_result(tmp_path):
     assert resumed["valid_ppl"] == whole["valid_ppl"] and resumed["test_ppl"] == whole["test_ppl"]
 
 
-@needs_mirror
-@pytest.mark.parametrize("override, key", [("model.layers=0", "model.layers"), ("dropout=-0.1", "dropout"),
-                                           ("model=gru", "model")])
+@needs_ptb
+@pytest.mark.parametrize("override, key", [("model.layers=0", "model.layers"), ("model.dropout=-0.1", "model.dropout"),
+                                           ("model=gru", "model"), ("precision=fp8", "precision"),
+                                           ("optim.name=lbfgs", "optim.name")])
 def test_bad_config_fails_fast_naming_the_key(tmp_path, override, key):
     proc = train(tmp_path, "bad", override, "logger=none", check=False)
     assert proc.returncode != 0 and key in proc.stderr
+    assert not (tmp_path / "bad" / "train.log").exists()     # a failed start leaves no empty log
 
 
 def test_non_finite_loss_stops_with_a_message():
@@ -77,7 +90,7 @@ def test_non_finite_loss_stops_with_a_message():
 def test_checkpoint_write_is_atomic(tmp_path):
     import torch
 
-    from tasks.common.harness import save_atomic
+    from tasks.common.checkpoint import save_atomic
 
     class Unpicklable:
         def __reduce__(self):

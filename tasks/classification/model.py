@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from sru import SRU
+from tasks.common.models import make_rnn
 
 
 class KimCNN(nn.Module):
@@ -33,15 +33,10 @@ class KimCNN(nn.Module):
 class LastStateRNN(nn.Module):
     """nn.LSTM over packed sequences, or SRU with a padding mask; the top layer's last real output."""
 
-    def __init__(self, kind, input_size, hidden, layers, dropout, rnn_dropout=0.0, use_tanh=True,
-                 highway_bias=0.0):
+    def __init__(self, kind, input_size, hidden, layers, dropout, **sru_options):
         super().__init__()
         self.kind = kind
-        if kind == "lstm":
-            self.rnn = nn.LSTM(input_size, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0)
-        else:
-            self.rnn = SRU(input_size, hidden, num_layers=layers, dropout=dropout, rnn_dropout=rnn_dropout,
-                           use_tanh=use_tanh, highway_bias=highway_bias)
+        self.rnn = make_rnn(kind, input_size, hidden, layers, dropout=dropout, **sru_options)
         self.output_size = hidden
 
     def forward(self, x, lengths):                            # x: (B, L, E)
@@ -74,3 +69,11 @@ class SentenceClassifier(nn.Module):
 
     def forward(self, tokens, lengths):                       # tokens: (B, L) right-padded
         return self.out(self.drop(self.encoder(self.drop(self.embed(tokens)), lengths)))
+
+
+def build_model(cfg, model_args, vectors=None):
+    """The classifier a config describes; without `vectors` the (frozen) embedding starts at zero and
+    is filled by load_state_dict (a checkpoint carries it)."""
+    if vectors is None:
+        vectors = torch.zeros(model_args["vocab_size"], model_args["dim"])
+    return SentenceClassifier(vectors, model_args["classes"], cfg.model)

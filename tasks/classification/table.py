@@ -4,6 +4,7 @@ Cells (dataset x model) come from configs/classification/table1.yaml. Writes res
 results/table1.json and results/table1_fig2.png (Figure 2: dev accuracy vs training time).
 """
 import json
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -27,8 +28,8 @@ def collect(exp, datasets, profile, out_dir, outputs):
         for model in exp["models"]:
             path = Path(outputs) / f"{dataset}-{model}-{profile}" / "result.json"
             if not path.exists():
-                raise FileNotFoundError(f"{path} is missing: run the cell first (python -m "
-                                        f"tasks.classification.table --profile {profile})")
+                sys.exit(f"error: {path} is missing: run the cell first (python -m "
+                         f"tasks.classification.table --profile {profile})")
             r = json.loads(path.read_text())
             cells.append(dict(r, runs_label=f"{r['runs']} {r['run_kind']}", dataset=NAMES[dataset],
                               paper_sru=exp["paper_sru"].get(dataset) if model == "sru" else None))
@@ -81,7 +82,7 @@ def plot(cells, datasets, path, profile, vectors):
 
 
 def main(argv=None):
-    p = table_arg_parser(__doc__, ROOT, "classification")
+    p = table_arg_parser(__doc__, ROOT, "classification", "table1")
     p.add_argument("--datasets", help="comma-separated subset of the table's datasets, e.g. mr,cr "
                                       "(default: all for full, the smoke list for smoke)")
     args = p.parse_args(argv)

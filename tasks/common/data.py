@@ -18,10 +18,12 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from tasks.common.harness import UserError
+
 MANIFEST = json.loads((Path(__file__).with_name("manifest.json")).read_text())
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     pass
 
 

@@ -1,12 +1,12 @@
-"""Training-loop pieces every task shares: seeding, device, atomic checkpoints, progress, logging."""
+"""Small pieces every task shares: config checks, seeding, device, commit, JSON, the loss check, W&B.
+
+The loop itself is tasks.common.trainer; checkpoints are tasks.common.checkpoint."""
 import json
 import math
 import os
 import random
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,22 +30,6 @@ def seed_everything(seed, deterministic=False):
         torch.backends.cudnn.benchmark = False
 
 
-def rng_state():
-    """Every RNG a run draws from, so a resumed run continues with the same dropout masks."""
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def decayed_lr(base, decay, start, epoch):
     """base until epoch `start`, then x decay per epoch (the paper's PTB schedule: 0.98 from 175)."""
     return base * decay ** max(0, epoch - start)
@@ -67,37 +51,6 @@ def git_commit():
         return "unknown"
 
 
-def save_atomic(obj, path):
-    """torch.save to a temp file in the same directory, fsync, then rename over `path`:
-    a kill at any moment leaves either the old checkpoint or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def save_training_state(path, model, optim, **state):
-    """Everything a resumed run needs (weights, optimiser, every RNG, the caller's counters), atomically."""
-    save_atomic(dict(model=model.state_dict(), optim=optim.state_dict(), rng=rng_state(), **state), path)
-
-
-def load_training_state(path, model, optim):
-    """Restore what save_training_state wrote into model/optim and the RNGs; return the caller's counters."""
-    ckpt = torch.load(path, weights_only=False, map_location="cpu")
-    model.load_state_dict(ckpt.pop("model"))
-    optim.load_state_dict(ckpt.pop("optim"))
-    set_rng_state(ckpt.pop("rng"))
-    return ckpt
-
-
 def write_json_atomic(obj, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,34 +59,20 @@ def write_json_atomic(obj, path):
     os.replace(tmp, path)
 
 
-class Progress:
-    """A one-line progress bar with tokens/s and ETA (to stderr), refreshed at most every 0.5 s."""
-
-    def __init__(self, total, desc, stream=sys.stderr):
-        self.total, self.desc, self.stream = total, desc, stream
-        self.start = self.last = time.time()
-        self.done = self.tokens = 0
-
-    def update(self, steps=1, tokens=0, **info):
-        self.done += steps
-        self.tokens += tokens
-        now = time.time()
-        if now - self.last < 0.5 and self.done < self.total:
-            return
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        eta = elapsed / self.done * (self.total - self.done)
-        bar = "#" * int(20 * self.done / max(self.total, 1))
-        extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
-        self.stream.write(f"\r{self.desc} [{bar:<20}] {self.done}/{self.total} "
-                          f"{self.tokens / elapsed:,.0f} tok/s ETA {eta:,.0f}s {extra}   ")
-        if self.done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+class UserError(RuntimeError):
+    """Bad input, data or config: the entry point prints the message (which names the fix), no traceback."""
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(UserError):
     pass
+
+
+def exit_on_user_error(fn, *args):
+    """Run a task's entry function; a user error or bad config value exits non-zero with one clear line."""
+    try:
+        return fn(*args)
+    except (ValueError, UserError) as e:
+        sys.exit(f"error: {e}")
 
 
 def check_finite(loss, where):

@@ -31,19 +31,24 @@ def write_table(rows, columns, title, out_dir, stem, smoke, notes=""):
 
 
 def run_entry_point(module, args, cwd):
-    """One table cell = one run of a task's real command-line entry point, in its own process."""
+    """One table cell = one run of a task's real command-line entry point, in its own process. A failed
+    cell has already printed its own error: stop the table with that exit status, no traceback."""
     cmd = [sys.executable, "-m", module, *args]
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=cwd)
+    code = subprocess.run(cmd, cwd=cwd).returncode
+    if code:
+        sys.exit(f"error: this cell failed (exit status {code}), see its message above; the table was not written. "
+                 f"Fix it and rerun the same command with resume=true to keep the finished cells")
 
 
-def table_arg_parser(doc, root, task, what="cells"):
+def table_arg_parser(doc, root, task, table, what="cells"):
     """The command line every `python -m tasks.<task>.table` shares; `extra` are Hydra overrides."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="full", choices=["full", "smoke"])
     p.add_argument("--collect-only", action="store_true", help=f"only rebuild the table from finished {what}")
     p.add_argument("--out", default=str(Path(root) / "results"), help="where the table and figure go")
-    p.add_argument("--outputs", default=str(Path(root) / "outputs" / task), help=f"where the {what}' runs live")
+    p.add_argument("--outputs", default=str(Path(root) / "outputs" / task / table),
+                   help=f"where the {what}' runs live (apart from single runs' outputs/{task}/<run_name>)")
     p.add_argument("extra", nargs="*", help=f"Hydra overrides passed to every one of the {what}, "
                                             f"e.g. logger=none resume=true")
     return p

@@ -1,22 +1,18 @@
 """The PTB language model: embedding -> RNN (SRU or LSTM) -> tied softmax."""
 from torch import nn
 
-from sru import SRU
+from tasks.common.models import make_rnn
 
 
 class RNNLM(nn.Module):
-    def __init__(self, vocab_size, rnn, layers, hidden, dropout, rnn_dropout, highway_bias, use_tanh):
+    def __init__(self, vocab_size, kind, layers, hidden, dropout, rnn_dropout, highway_bias, use_tanh):
         super().__init__()
-        self.rnn_type = rnn
+        self.kind = kind
         self.embed = nn.Embedding(vocab_size, hidden)  # embedding size = hidden, for tying
         self.drop = nn.Dropout(dropout)                # on the embedding output and softmax input
-        if rnn == "sru":
-            self.rnn = SRU(hidden, hidden, num_layers=layers, dropout=rnn_dropout, rnn_dropout=rnn_dropout,
-                           use_tanh=use_tanh, highway_bias=highway_bias)
-        elif rnn == "lstm":
-            self.rnn = nn.LSTM(hidden, hidden, num_layers=layers, dropout=rnn_dropout)
-        else:
-            raise ValueError(f"model.rnn must be 'sru' or 'lstm', got {rnn!r}")
+        # rnn_dropout: between layers, and (SRU) variational inside each layer too
+        self.rnn = make_rnn(kind, hidden, hidden, layers, dropout=rnn_dropout, rnn_dropout=rnn_dropout,
+                            use_tanh=use_tanh, highway_bias=highway_bias)
         self.out = nn.Linear(hidden, vocab_size)
         self.out.weight = self.embed.weight            # tied input/output embeddings
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
@@ -32,3 +28,10 @@ class RNNLM(nn.Module):
         if state is None:
             return None
         return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def build_model(cfg, model_args):
+    """The model a config describes (model_args: what the data decided: vocab size, actual hidden)."""
+    m = cfg.model
+    return RNNLM(model_args["vocab_size"], m.kind, m.layers, model_args["hidden"], m.dropout, m.rnn_dropout,
+                 m.highway_bias, m.use_tanh)

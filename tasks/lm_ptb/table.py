@@ -1,9 +1,12 @@
 """Run Table 3's rows and/or collect them: python -m tasks.lm_ptb.table [--profile smoke] [--collect-only].
 
-Rows come from configs/lm_ptb/table3.yaml. Writes results/table3.md, results/table3.json and
+Rows come from configs/lm_ptb/table3.yaml, each a config of configs/lm_ptb/row/ (+row=<name>), so the
+same rows also run as one Hydra sweep (e.g. on SLURM: see the README), then --collect-only.
+Writes results/table3.md, results/table3.json and
 results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
 import json
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -20,18 +23,18 @@ KEYS = ["model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per
         "commit"]
 
 
-def row_name(overrides, profile):
-    o = dict(item.split("=", 1) for item in overrides)
-    return f"{o['model']}-{o['model.layers']}x{o['model.hidden']}-{profile}"
+def row_name(row, profile):
+    """The run name (and directory) of a row: <kind>-<layers>x<hidden>-<profile>, as the config builds it."""
+    return f"{row['row']}-{profile}"
 
 
 def collect(rows, profile, out_dir, outputs):
     table = []
     for row in rows:
-        path = Path(outputs) / row_name(row["overrides"], profile) / "result.json"
+        path = Path(outputs) / row_name(row, profile) / "result.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run the row first (python -m tasks.lm_ptb.table "
-                                    f"--profile {profile})")
+            sys.exit(f"error: {path} is missing: run the row first (python -m tasks.lm_ptb.table "
+                     f"--profile {profile})")
         result = json.loads(path.read_text())
         table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
                           history=result["history"]))
@@ -65,11 +68,13 @@ def plot(table, path, smoke):
 
 
 def main(argv=None):
-    args = table_arg_parser(__doc__, ROOT, "lm_ptb", "rows").parse_args(argv)
+    args = table_arg_parser(__doc__, ROOT, "lm_ptb", "table3", "rows").parse_args(argv)
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
     if not args.collect_only:
         for row in rows:
-            run_entry_point("tasks.lm_ptb.train", [f"profile={args.profile}", *row["overrides"], *args.extra], ROOT)
+            out_dir = Path(args.outputs) / row_name(row, args.profile)
+            run_entry_point("tasks.lm_ptb.train", [f"+row={row['row']}", f"profile={args.profile}", f"out_dir={out_dir}",
+                                                   *args.extra], ROOT)
     collect(rows, args.profile, args.out, args.outputs)
 
 

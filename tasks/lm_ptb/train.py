@@ -1,137 +1,103 @@
 """Train one Table 3 row: python -m tasks.lm_ptb.train model=sru model.layers=6 [profile=smoke].
 
-Writes to out_dir: checkpoint.pt (every epoch, atomic), best.pt (best valid), result.json.
+Several GPUs: torchrun --nproc_per_node=N -m tasks.lm_ptb.train ... (the 32 columns of a batch are
+split over the ranks). Writes to out_dir: last.pt (every epoch, atomic), best.pt (best valid
+perplexity, self-contained), result.json, train.log.
 """
 import math
-import sys
-import time
-from pathlib import Path
 
 import hydra
-import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from tasks.common.data import DataError
-from tasks.common.harness import (Logger, NonFiniteLoss, Progress, check_config, check_finite, decayed_lr,
-                                  git_commit, load_training_state, pick_device, save_atomic,
-                                  save_training_state, seed_everything, write_json_atomic)
+from tasks.common import distributed
+from tasks.common.harness import check_config, exit_on_user_error
+from tasks.common.models import RNN_KINDS
+from tasks.common.trainer import fit, trainer_checks
 from tasks.lm_ptb.data import batchify, load_ptb
-from tasks.lm_ptb.model import RNNLM
+from tasks.lm_ptb.model import RNNLM, build_model
 
 
-def validate_config(cfg):
-    checks = [("model.rnn", cfg.model.rnn in ("sru", "lstm"), "'sru' or 'lstm'"),
-              ("model.layers", cfg.model.layers >= 1, ">= 1"),
-              ("model.hidden", cfg.model.hidden >= 1, ">= 1"),
-              ("dropout", 0 <= cfg.dropout < 1, "in [0, 1)"),
-              ("model.rnn_dropout", 0 <= cfg.model.rnn_dropout < 1, "in [0, 1)"),
-              ("optim.lr", cfg.optim.lr > 0, "> 0"),
-              ("optim.bptt", cfg.optim.bptt >= 1, ">= 1"),
-              ("optim.batch_size", cfg.optim.batch_size >= 1, ">= 1"),
-              ("profile.epochs", cfg.profile.epochs >= 1, ">= 1"),
-              ("profile.size_divisor", cfg.profile.size_divisor >= 1, ">= 1")]
-    check_config(cfg, checks)
+def validate_config(cfg, world_size=1):
+    m, o = cfg.model, cfg.optim
+    check_config(cfg, trainer_checks(cfg) + [
+        ("model.kind", m.kind in RNN_KINDS, f"one of {RNN_KINDS}"),
+        ("model.layers", m.layers >= 1, ">= 1"),
+        ("model.hidden", m.hidden >= 1, ">= 1"),
+        ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+        ("model.rnn_dropout", 0 <= m.rnn_dropout < 1, "in [0, 1)"),
+        ("optim.bptt", o.bptt >= 1, ">= 1"),
+        ("optim.batch_size", o.batch_size >= 1 and o.batch_size % world_size == 0,
+         f">= 1 and divisible by the number of processes ({world_size})"),
+        ("profile.size_divisor", cfg.profile.size_divisor >= 1, ">= 1")])
 
 
-def evaluate(model, data, bptt):
-    """Perplexity over a batchified split, state carried across segments."""
-    model.eval()
-    total, count, state = 0.0, 0, None
-    with torch.no_grad():
-        for i in range(0, data.size(0) - 1, bptt):
-            n = min(bptt, data.size(0) - 1 - i)
-            logits, state = model(data[i:i + n], state)
-            total += F.cross_entropy(logits.view(-1, logits.size(-1)), data[i + 1:i + 1 + n].reshape(-1),
-                                     reduction="sum").item()
-            count += data[i + 1:i + 1 + n].numel()
-    return math.exp(total / count)
+def columns(data, ctx):
+    """This rank's contiguous share of a batchified stream's columns (all of them in one process)."""
+    return data.tensor_split(ctx.world_size, dim=1)[ctx.rank].contiguous()
+
+
+class LanguageModelTask:
+    name, metric, mode = "lm_ptb", "valid_ppl", "min"
+    eval_split, test_split, count_name = "valid", "test", "tokens"
+
+    def __init__(self, cfg, ctx):
+        self.cfg, self.bptt = cfg, cfg.optim.bptt
+        vocab, splits = load_ptb(cfg.data_dir, cfg.profile.max_lines)
+        hidden = max(8, cfg.model.hidden // cfg.profile.size_divisor)
+        self.vocab, self.model_args = dict(words=vocab.itos), dict(vocab_size=len(vocab), hidden=hidden)
+        self.train = columns(batchify(splits["train"], cfg.optim.batch_size), ctx).to(ctx.device)
+        self.eval = {s: columns(batchify(splits[s], cfg.optim.eval_batch_size), ctx).to(ctx.device)
+                     for s in ("valid", "test")}
+        if ctx.is_main:
+            print(f"{cfg.run_name}: {cfg.model.kind} {cfg.model.layers}x{hidden}, {splits['train'].numel():,} "
+                  f"train tokens, profile={cfg.profile.name}")
+
+    def build_model(self):
+        return build_model(self.cfg, self.model_args)
+
+    def segments(self, data):
+        return [(data[i:i + n], data[i + 1:i + 1 + n])
+                for i in range(0, data.size(0) - 1, self.bptt) for n in [min(self.bptt, data.size(0) - 1 - i)]]
+
+    def train_batches(self, epoch, ctx):
+        return self.segments(self.train)
+
+    def step(self, model, batch, state):
+        x, y = batch
+        logits, state = model(x, RNNLM.detach(state))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1)), y.numel(), state
+
+    def evaluate(self, model, split, ctx):
+        """Perplexity, state carried across segments; each rank takes its columns of the stream."""
+        data, total, count, state = self.eval[split], 0.0, 0, None
+        if data.size(1):
+            for x, y in ctx.progress(self.segments(data), desc=f"{self.cfg.run_name} {split}"):
+                logits, state = model(x, state)
+                total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+                count += y.numel()
+        sums = ctx.all_reduce(dict(nll=total, tokens=count))
+        return {f"{split}_ppl": math.exp(sums["nll"] / sums["tokens"])}
+
+    def train_metrics(self, mean_loss):
+        return dict(train_loss=mean_loss, train_ppl=math.exp(mean_loss))
 
 
 def train(cfg: DictConfig):
-    validate_config(cfg)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed, deterministic=cfg.deterministic)
-    device = pick_device(cfg.device)
-    vocab, splits = load_ptb(cfg.data_dir, cfg.profile.max_lines)
-    train_data = batchify(splits["train"], cfg.optim.batch_size).to(device)
-    valid_data = batchify(splits["valid"], cfg.optim.eval_batch_size).to(device)
-    test_data = batchify(splits["test"], cfg.optim.eval_batch_size).to(device)
-
-    hidden = max(8, cfg.model.hidden // cfg.profile.size_divisor)
-    model = RNNLM(len(vocab), cfg.model.rnn, cfg.model.layers, hidden, cfg.dropout, cfg.model.rnn_dropout,
-                  cfg.model.highway_bias, cfg.model.use_tanh).to(device)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"{cfg.run_name}: {cfg.model.rnn} {cfg.model.layers}x{hidden}, {params:,} parameters, "
-          f"{train_data.numel():,} train tokens, profile={cfg.profile.name}, device={device}")
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-
-    ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
-    start_epoch, best_valid, history, wall = 1, float("inf"), [], 0.0
-    if cfg.resume and ckpt_path.exists():
-        ckpt = load_training_state(ckpt_path, model, opt)
-        start_epoch, best_valid, history, wall = ckpt["epoch"] + 1, ckpt["best_valid"], ckpt["history"], ckpt["wall"]
-        print(f"resumed from {ckpt_path} after epoch {ckpt['epoch']}")
-
-    logger = Logger(cfg.logger, OmegaConf.to_container(cfg, resolve=True), out_dir, group=cfg.table,
-                    tags=[cfg.model.rnn, f"{cfg.model.layers}-layers", cfg.profile.name], name=cfg.run_name)
-    logger.summary(params=params)
-    steps_per_epoch = math.ceil((train_data.size(0) - 1) / cfg.optim.bptt)
-    for epoch in range(start_epoch, cfg.profile.epochs + 1):
-        lr = decayed_lr(cfg.optim.lr, cfg.optim.lr_decay, cfg.optim.decay_start, epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        model.train()
-        t0, state, loss_sum = time.time(), None, 0.0
-        bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.profile.epochs}")
-        for i in range(0, train_data.size(0) - 1, cfg.optim.bptt):
-            n = min(cfg.optim.bptt, train_data.size(0) - 1 - i)
-            x, y = train_data[i:i + n], train_data[i + 1:i + 1 + n]
-            logits, state = model(x, RNNLM.detach(state))
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-            value = loss.item()  # one device sync per step
-            check_finite(value, f"epoch {epoch}, step {i // cfg.optim.bptt}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
-            opt.step()
-            loss_sum += value
-            bar.update(1, x.numel(), loss=value)
-        seconds = time.time() - t0
-        wall += seconds
-        train_ppl = math.exp(loss_sum / steps_per_epoch)
-        valid_ppl = evaluate(model, valid_data, cfg.optim.bptt)
-        history.append(dict(epoch=epoch, train_ppl=train_ppl, valid_ppl=valid_ppl, seconds=seconds, wall=wall,
-                            lr=lr, tokens_per_s=train_data.numel() / seconds))
-        print(f"epoch {epoch:3d} | lr {lr:.4f} | train ppl {train_ppl:8.2f} | valid ppl {valid_ppl:8.2f} | "
-              f"{seconds:.1f}s | {train_data.numel() / seconds:,.0f} tok/s")
-        logger.log(dict(history[-1]), step=epoch)
-        if valid_ppl < best_valid:
-            best_valid = valid_ppl
-            save_atomic(model.state_dict(), best_path)
-        save_training_state(ckpt_path, model, opt, epoch=epoch, best_valid=best_valid, history=history,
-                            wall=wall)
-
-    model.load_state_dict(torch.load(best_path, weights_only=True))
-    test_ppl = evaluate(model, test_data, cfg.optim.bptt)
-    result = dict(model=cfg.model.rnn, layers=cfg.model.layers, hidden=hidden, params=params,
-                  valid_ppl=round(best_valid, 3), test_ppl=round(test_ppl, 3),
-                  sec_per_epoch=round(wall / len(history), 2), epochs=len(history), profile=cfg.profile.name,
-                  commit=git_commit(), device=str(device), run_name=cfg.run_name, history=history)
-    write_json_atomic(result, out_dir / "result.json")
-    logger.summary(test_ppl=test_ppl, best_valid_ppl=best_valid)
-    logger.finish()
-    print(f"{cfg.run_name}: best valid ppl {best_valid:.2f}, test ppl {test_ppl:.2f} -> {out_dir}/result.json")
-    return result
+    ctx = distributed.init(cfg.device)
+    try:
+        validate_config(cfg, ctx.world_size)
+        task = LanguageModelTask(cfg, ctx)
+        m = cfg.model
+        return fit(task, cfg, cfg.out_dir, ctx, cfg.seed, cfg.run_name, group=cfg.table,
+                   tags=[m.kind, f"{m.layers}-layers", cfg.profile.name])
+    finally:
+        distributed.shutdown()
 
 
 @hydra.main(config_path="../../configs/lm_ptb", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
-    try:
-        train(cfg)
-    except (ValueError, DataError, NonFiniteLoss) as e:
-        sys.exit(f"error: {e}")
+    exit_on_user_error(train, cfg)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,208 @@
+"""The training loop every table shares: a task supplies what is its own, `fit` does the rest.
+
+A task is an object with:
+    name                 its package under tasks/ ("lm_ptb"); checkpoints rebuild its model with
+                         tasks.<name>.model.build_model(config, model_args)
+    metric, mode         the evaluate() key that picks the best checkpoint, and "min" or "max"
+    eval_split           the split evaluated after every epoch ("valid", "dev")
+    test_split           the split evaluated once with the best weights (None: none)
+    count_name           what step() counts ("tokens", "examples"): throughput is per second of it
+    vocab, model_args    plain containers stored in every checkpoint
+    build_model()                    -> nn.Module (called right after seeding)
+    train_batches(epoch, ctx)        -> a list of this rank's batches for the epoch
+    step(model, batch, carry)        -> (mean loss over `count` items, count, carry); carry is
+                                        state kept across steps (TBPTT), None at epoch start
+    evaluate(model, split, ctx)      -> {metric: value} (model in eval mode, no grad, autocast as
+                                        in training); ctx.all_reduce sums this rank's shard
+    train_metrics(mean_loss)         -> the epoch's training metrics, e.g. {"train_ppl": ...}
+
+`fit` owns seeding and resumable RNG state, the optimiser and LR schedule, gradient clipping,
+mixed precision (`precision=bf16|fp16` autocast), the non-finite-loss stop, early stopping
+(`patience`), training seconds per epoch (evaluation excluded), throughput, progress, W&B, DDP
+and the checkpoints: out_dir/last.pt every epoch (atomic; `resume=true` continues from it) and
+out_dir/best.pt (see tasks.common.checkpoint), then out_dir/result.json.
+
+Several processes (torchrun, SLURM): each rank trains on its shard of every global batch and
+DDP averages gradients; the loss is weighted by each rank's share of the global count, so the
+update is the one a single process makes on the whole batch. Batch order comes from an RNG
+stream every rank shares; dropout from one per rank and epoch.
+"""
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from tasks.common import checkpoint
+from tasks.common.harness import Logger, check_finite, decayed_lr, git_commit, seed_everything, write_json_atomic
+
+OPTIMIZERS = dict(sgd=torch.optim.SGD, adam=torch.optim.Adam, adamax=torch.optim.Adamax, adamw=torch.optim.AdamW)
+PRECISIONS = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)
+
+
+def trainer_checks(cfg):
+    """Config checks for the keys the trainer reads (same names in every task)."""
+    o = cfg.optim
+    return [("optim.name", o.name in OPTIMIZERS, f"one of {sorted(OPTIMIZERS)}"),
+            ("optim.lr", o.lr > 0, "> 0"),
+            ("optim.weight_decay", o.weight_decay >= 0, ">= 0"),
+            ("optim.clip", o.clip is None or o.clip > 0, "null (no clipping) or > 0"),
+            ("optim.lr_decay", 0 < o.lr_decay <= 1, "in (0, 1]"),
+            ("precision", cfg.precision in PRECISIONS, f"one of {sorted(PRECISIONS)}"),
+            ("patience", cfg.patience is None or cfg.patience >= 1, "null (no early stopping) or >= 1"),
+            ("profile.epochs", cfg.profile.epochs >= 1, ">= 1")]
+
+
+class Run:
+    """Rank-0-only output: a line to stdout and out_dir/train.log (created on first use)."""
+
+    def __init__(self, out_dir, ctx):
+        self.out_dir, self.ctx = Path(out_dir), ctx
+
+    def say(self, msg):
+        if self.ctx.is_main:
+            print(msg, flush=True)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "train.log", "a") as f:
+                f.write(msg + "\n")
+
+
+def _fmt(v):
+    return f"{v:.2f}" if abs(v) >= 100 else f"{v:.4g}"
+
+
+def _rank_seed(seed, epoch, rank):
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
+    """Train `task` for cfg.profile.epochs (or until early stopping), evaluate the best weights on
+    the test split, write out_dir/result.json and return it."""
+    out_dir, run = Path(out_dir), Run(out_dir, ctx)
+    device, epochs = ctx.device, cfg.profile.epochs
+    seed_everything(seed, deterministic=cfg.deterministic)
+    model = task.build_model().to(device)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = OPTIMIZERS[cfg.optim.name](trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    amp_dtype = PRECISIONS[cfg.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    train_model = model
+    if ctx.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    state = dict(epoch=0, best=None, best_epoch=0, bad_epochs=0, stopped=False, history=[], wall=0.0)
+    if cfg.resume and last_path.exists():
+        ckpt = checkpoint.load(last_path)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optim"])
+        scaler.load_state_dict(ckpt["scaler"])
+        checkpoint.set_rng_state(ckpt["rng"])
+        state = ckpt["trainer"]
+        run.say(f"{name}: resumed from {last_path} after epoch {state['epoch']}")
+    elif last_path.exists():
+        run.say(f"{name}: {last_path} exists; starting over (resume=true would continue it)")
+    shared_rng = checkpoint.rng_state()  # the batch-order stream, identical on every rank
+
+    def save(path, **extra):
+        if ctx.is_main:
+            checkpoint.save(path, task.name, model, cfg, task.vocab, task.model_args, epoch=state["epoch"],
+                            metrics=state["history"][-1] if state["history"] else {}, **extra)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    def evaluate(split):
+        model.eval()
+        with torch.no_grad(), autocast():
+            return task.evaluate(model, split, ctx)
+
+    better = (lambda a, b: a < b) if task.mode == "min" else (lambda a, b: a > b)
+    logger = Logger(cfg.logger if ctx.is_main else "none", checkpoint.to_plain(cfg), out_dir, group=group,
+                    tags=tags, name=name)
+    logger.summary(params=params, world_size=ctx.world_size)
+    run.say(f"{name}: {params:,} trainable parameters, device {device} x {ctx.world_size}, "
+            f"precision {cfg.precision}, {epochs} epochs")
+    for epoch in range(state["epoch"] + 1, epochs + 1):
+        if state["stopped"]:
+            break
+        lr = decayed_lr(cfg.optim.lr, cfg.optim.lr_decay, cfg.optim.decay_start, epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        train_model.train()
+        if ctx.distributed:  # batch order from the shared stream, dropout from this rank's own
+            checkpoint.set_rng_state(shared_rng)
+        batches = task.train_batches(epoch, ctx)
+        if ctx.distributed:
+            shared_rng = checkpoint.rng_state()
+            torch.manual_seed(_rank_seed(seed, epoch, ctx.rank))
+        t0, loss_sum, counted, carry = time.perf_counter(), 0.0, 0, None
+        bar = ctx.progress(total=len(batches), desc=f"{name} epoch {epoch}/{epochs}")
+        for i, batch in enumerate(batches):
+            with autocast():
+                loss, count, carry = task.step(train_model, batch, carry)
+            if ctx.distributed:  # the global mean: weight each rank's mean by its share of the count
+                sums = ctx.all_reduce(dict(count=count, loss=loss.item() * count))
+                value = sums["loss"] / sums["count"]
+                loss = loss * (count * ctx.world_size / sums["count"])  # DDP then averages over ranks
+                count = int(sums["count"])
+            else:
+                value = loss.item()  # one device sync per step
+            check_finite(value, f"{name} epoch {epoch}, step {i}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.clip)
+            scaler.step(opt)
+            scaler.update()
+            loss_sum += value
+            counted += count
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+        seconds = time.perf_counter() - t0
+        bar.close()
+        state["wall"] += seconds
+        metrics = evaluate(task.eval_split)
+        entry = dict(epoch=epoch, **task.train_metrics(loss_sum / max(len(batches), 1)), **metrics,
+                     seconds=seconds, wall=state["wall"], lr=lr, **{f"{task.count_name}_per_s": counted / seconds})
+        state["history"].append(entry)
+        state["epoch"] = epoch
+        if state["best"] is None or better(metrics[task.metric], state["best"]):
+            state.update(best=metrics[task.metric], best_epoch=epoch, bad_epochs=0)
+            save(best_path)
+        else:
+            state["bad_epochs"] += 1
+        state["stopped"] = cfg.patience is not None and state["bad_epochs"] >= cfg.patience
+        save(last_path, optim=opt.state_dict(), scaler=scaler.state_dict(),
+             rng=shared_rng if ctx.distributed else checkpoint.rng_state(), trainer=state)
+        ctx.barrier()
+        shown = " | ".join(f"{k} {_fmt(v)}" for k, v in entry.items() if k not in ("epoch", "wall"))
+        run.say(f"{name} epoch {epoch:3d} | {shown} | best {task.metric} {_fmt(state['best'])} "
+                f"(epoch {state['best_epoch']})")
+        logger.log(dict(entry, **{f"best_{task.metric}": state["best"]}), step=epoch)
+        if state["stopped"]:
+            run.say(f"{name}: early stop, {cfg.patience} epochs without a better {task.metric}")
+
+    final = {task.metric: state["best"]}
+    if task.test_split:
+        model.load_state_dict(checkpoint.load(best_path)["model"])
+        run.say(f"{name}: evaluating the best weights (epoch {state['best_epoch']}) on {task.test_split}")
+        final.update(evaluate(task.test_split))
+    m = cfg.model
+    result = dict(task=task.name, model=m.kind, layers=m.get("layers"), hidden=task.model_args.get("hidden"),
+                  params=params, **final, best_epoch=state["best_epoch"],
+                  sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
+                  epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name, precision=cfg.precision,
+                  commit=git_commit(), device=str(device), world_size=ctx.world_size, run_name=name,
+                  history=state["history"])
+    if ctx.is_main:
+        write_json_atomic(result, out_dir / "result.json")
+    logger.summary(**final, best_epoch=state["best_epoch"])
+    logger.finish()
+    run.say(f"{name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in final.items()) + f" -> {out_dir}/result.json")
+    return result

@@ -1,0 +1,115 @@
+"""The shared trainer: DDP equals one process, safe self-contained checkpoints, early stopping,
+Hydra launchers, and a failing table cell reported once."""
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tasks.common.checkpoint import CheckpointError, load, load_model, save_atomic
+from tasks.common.distributed import Context
+from helpers import needs_data, result_of, run_module
+
+needs_ptb = needs_data("ptb", "ptb")
+needs_mr = needs_data("mr", "classification")
+TINY = {"lm_ptb": ["profile=smoke", "profile.max_lines=200", "model.dropout=0", "model.rnn_dropout=0"],
+        "classification": ["profile=smoke", "profile.max_examples=300", "profile.runs=1", "model.dropout=0"]}
+
+
+def train(tmp_path, task, name, *overrides, launcher=()):
+    proc = run_module(f"tasks.{task}.train", *TINY[task], "logger=none", "device=cpu", f"out_dir={tmp_path / name}",
+                      f"data_dir={tmp_path / 'data'}", *overrides, launcher=launcher)
+    return result_of(proc, tmp_path / name / "result.json")
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("task, last", [pytest.param("lm_ptb", "last.pt", marks=needs_ptb),
+                                        pytest.param("classification", "run0/last.pt", marks=needs_mr)])
+def test_two_process_ddp_ends_with_the_parameters_of_one_process(tmp_path, task, last):
+    """gloo, 2 ranks x half the global batch vs 1 rank x the whole batch: the same updates. Dropout is
+    off (ranks draw their own masks); classification's last batch is uneven (loss weighting)."""
+    one = train(tmp_path, task, "one", "profile.epochs=2")
+    two = train(tmp_path, task, "two", "profile.epochs=2",
+                launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    a, b = weights(tmp_path / "one" / last), weights(tmp_path / "two" / last)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6, msg=lambda m: f"{task} {key}: {m}")
+    metric = "valid_ppl" if task == "lm_ptb" else "acc_mean"
+    assert two[metric] == pytest.approx(one[metric], rel=1e-4)
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (print, ("this checkpoint ran code",))
+
+
+@needs_ptb
+def test_best_checkpoint_is_self_contained_safe_and_reproduces_the_test_metric(tmp_path):
+    from tasks.lm_ptb.train import LanguageModelTask
+    result = train(tmp_path, "lm_ptb", "run", "profile.epochs=1")
+    for name in ("best.pt", "last.pt"):
+        torch.load(tmp_path / "run" / name, weights_only=True)  # plain containers and tensors only
+    model, ckpt = load_model(tmp_path / "run" / "best.pt")
+    assert ckpt["task"] == "lm_ptb" and len(ckpt["vocab"]["words"]) == 10000 and not model.training
+    config = OmegaConf.create(ckpt["config"])                  # no training config needed
+    assert config.model.kind == "sru" and config.profile.max_lines == 200
+    task = LanguageModelTask(config, Context())
+    with torch.no_grad():
+        again = task.evaluate(model, "test", Context())["test_ppl"]
+    assert again == pytest.approx(result["test_ppl"], rel=1e-9)
+
+    torch.save({"format": "sru-repro-checkpoint/1", "x": RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="carries code"):
+        load(tmp_path / "evil.pt")
+    save_atomic(model.state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="bare state_dict"):
+        load(tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load(tmp_path / "missing.pt")
+
+
+@needs_mr
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    # lr ~ 0: the dev accuracy cannot improve after epoch 1, so patience=1 stops after epoch 2
+    result = train(tmp_path, "classification", "stop", "profile.epochs=6", "patience=1", "optim.lr=1e-12")
+    assert result["epochs"] == 6  # the cell's configured epochs; the run's own result says what happened
+    run = json.loads((tmp_path / "stop" / "run0" / "result.json").read_text())
+    assert run["epochs"] == 2 and run["stopped_early"] and run["best_epoch"] == 1
+    resumed = train(tmp_path, "classification", "stop", "profile.epochs=6", "patience=1", "optim.lr=1e-12",
+                    "resume=true")                             # a stopped run stays stopped
+    assert resumed["histories"][0] == result["histories"][0]
+
+
+@needs_ptb
+def test_multirun_through_the_submitit_local_launcher_writes_every_job(tmp_path):
+    proc = run_module("tasks.lm_ptb.train", "-m", "hydra/launcher=local", "model.layers=1,2", *TINY["lm_ptb"],
+                      "profile.epochs=1", "logger=none", f"data_dir={tmp_path / 'data'}",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}", f"out_dir={tmp_path / 'sweep'}/${{run_name}}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for layers in (1, 2):
+        result = result_of(proc, tmp_path / "sweep" / f"sru-{layers}x910-smoke" / "result.json")
+        assert result["layers"] == layers
+    assert list((tmp_path / "sweep" / ".submitit").iterdir())   # the jobs ran under submitit
+
+
+def test_slurm_launcher_config_composes():
+    proc = run_module("tasks.lm_ptb.train", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                      "hydra.launcher.gpus_per_node=4", "--cfg", "hydra")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    launcher = OmegaConf.create(proc.stdout).hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher.gpus_per_node == launcher.tasks_per_node == 4   # one DDP process per GPU
+
+
+@needs_ptb
+def test_a_failing_table_cell_prints_its_error_once_and_no_traceback(tmp_path):
+    proc = run_module("tasks.lm_ptb.table", "--profile", "smoke", "--out", str(tmp_path / "res"), "--outputs",
+                      str(tmp_path / "out"), "model.layers=0", "logger=none")
+    assert proc.returncode != 0
+    assert proc.stderr.count("bad config value model.layers") == 1 and "this cell failed" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "res" / "table3.md").exists()
