@@ -147,7 +147,8 @@ def train_cell(cfg, ctx):
                   acc_std=statistics.stdev(accs) if len(accs) > 1 else 0.0, runs=len(runs),
                   run_kind="seeds" if fixed else "folds", test_accs=accs,
                   sec_per_epoch=statistics.median(e["seconds"] for r in runs for e in r["history"]),
-                  epochs=cfg.profile.epochs, profile=cfg.profile.name, precision=cfg.precision, vectors=cfg.vectors,
+                  epochs=max(r["epochs"] for r in runs), stopped_early=any(r["stopped_early"] for r in runs),
+                  profile=cfg.profile.name, precision=cfg.precision, vectors=cfg.vectors,
                   normalize_vectors=cfg.normalize_vectors, vector_dim=int(vectors.shape[1]), vocab=len(vocab),
                   vocab_found=found, commit=git_commit(), device=str(ctx.device), world_size=ctx.world_size,
                   run_name=cfg.run_name, history=runs[0]["history"], histories=[r["history"] for r in runs])
