@@ -148,6 +148,38 @@ def markdown(results, info):
     return "\n".join(lines)
 
 
+def neighbour_check(device, batch, repeats=9, d=256, length=32):
+    """Does an SRU call slow down the torch op that follows it? (CPU: numba's threads must not keep
+    torch's off the cores.) Median ms of an nn.LSTM fwd+bwd alone, and right after an SRU fwd+bwd."""
+    lstm, cell = nn.LSTM(d, d).to(device), SRUCell(d, d).to(device)
+    x = torch.randn(length, batch, d, device=device)
+
+    def torch_op():
+        lstm(x)[0].sum().backward()
+
+    def sru_op():
+        cell(x)[0].sum().backward()
+
+    def timed(before=None):
+        times = []
+        for _ in range(repeats):
+            if before:
+                before()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            torch_op()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    torch_op(), sru_op()  # warm-up (and numba's compile)
+    alone, after = timed(), timed(sru_op)
+    return dict(op=f"nn.LSTM fwd+bwd, l={length}, d={d}, batch {batch}", alone_ms=alone, after_sru_ms=after,
+                threads=torch.get_num_threads())
+
+
 def plot(results, info, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -194,10 +226,14 @@ def main(argv=None):
     print(f"# SRU speed benchmark on {info['device']} (TF32 {'on' if args.tf32 else 'off'})")
     results = run(args.sizes, device, args.batch, args.warmup, args.repeats, args.budget,
                   skip=set(filter(None, args.skip.split(","))))
+    neighbour = neighbour_check(device, args.batch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(results, info)
-    (out / "bench.json").write_text(json.dumps(dict(machine=info, results=results), indent=1))
+    table = markdown(results, info) + (
+        f"\nA torch op right after an SRU call ({neighbour['op']}, {neighbour['threads']} torch threads): "
+        f"{neighbour['alone_ms']:.2f} ms alone, {neighbour['after_sru_ms']:.2f} ms right after an SRU fwd+bwd "
+        f"({neighbour['after_sru_ms'] / neighbour['alone_ms']:.2f}x).")
+    (out / "bench.json").write_text(json.dumps(dict(machine=info, results=results, neighbour=neighbour), indent=1))
     (out / "bench.md").write_text(table + "\n")
     plot(results, info, out / "bench.png")
     print()

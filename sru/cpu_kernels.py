@@ -10,10 +10,19 @@ Arrays use the layout documented in ``sru.reference``: U (L, B, D, k, d), the re
 (L|B, ..., D, d); float32 only (state and accumulation in float32, as in the reference).
 Work items are (b, direction, chunk of CHUNK units); each walks its direction's time order.
 The backward pass writes per-(b, direction, unit) bias-gradient partial sums, which the
-caller reduces over b in a fixed order, so results are deterministic.
+caller reduces over b in a fixed order, so results are deterministic. The kernels use as many
+threads as torch does (torch.set_num_threads), so the two never oversubscribe the cores.
 """
+import os
+
 import numba
 import numpy as np
+
+# numba's default "omp" threading layer leaves its worker threads spinning after a kernel, which on
+# a machine whose cores torch's own OpenMP threads also use made the next torch op many times
+# slower. The workqueue layer's threads sleep. NUMBA_THREADING_LAYER still overrides this.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 from numba.core import types
 from numba.extending import intrinsic
 
@@ -56,8 +65,9 @@ def _g(c, use_tanh):
 
 
 @numba.njit(parallel=True, **_JIT)
-def forward(U, xh, bias, c0, mask, has_mask, use_tanh, h, c_all):
-    """h, c_all (L, B, D, d) are written; c_all keeps every step's state for backward."""
+def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all):
+    """h, c_all (L, B, D, d) are written; c_all keeps every step's state for backward.
+    drop (B, D, d): the dropout mask on g(c) (ones when there is none)."""
     L, B, D, K, d = U.shape
     n_chunks = (d + CHUNK - 1) // CHUNK
     for item in numba.prange(B * D * n_chunks):
@@ -66,6 +76,7 @@ def forward(U, xh, bias, c0, mask, has_mask, use_tanh, h, c_all):
         j0 = (item % n_chunks) * CHUNK
         j1 = min(d, j0 + CHUNK)
         bf, br = bias[dr, 0, j0:j1], bias[dr, 1, j0:j1]
+        dm = drop[b, dr, j0:j1]
         c = c0[b, dr, j0:j1].copy()
         for i in range(L):
             t = i if dr == 0 else L - 1 - i
@@ -81,13 +92,13 @@ def forward(U, xh, bias, c0, mask, has_mask, use_tanh, h, c_all):
                 f = _sigmoid(uf[j] + bf[j])
                 r = _sigmoid(ur[j] + br[j])
                 cj = f * c[j] + (f32(1.0) - f) * u0[j]
-                h_t[j] = r * _g(cj, use_tanh) + (f32(1.0) - r) * x[j]
+                h_t[j] = r * (_g(cj, use_tanh) * dm[j]) + (f32(1.0) - r) * x[j]
                 c_t[j] = cj
                 c[j] = cj
 
 
 @numba.njit(parallel=True, **_JIT)
-def backward(U, xh, bias, c0, mask, has_mask, use_tanh, c_all, grad_h, grad_cn,
+def backward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, c_all, grad_h, grad_cn,
              grad_U, grad_xh, grad_bias, grad_c0):
     """Writes grad_U (L, B, D, K, d), grad_xh (L, B, D, d; K == 3 only), grad_c0 (B, D, d)
     and grad_bias (B, D, 2, d): per-sequence partial sums of the bias gradient."""
@@ -99,6 +110,7 @@ def backward(U, xh, bias, c0, mask, has_mask, use_tanh, c_all, grad_h, grad_cn,
         j0 = (item % n_chunks) * CHUNK
         j1 = min(d, j0 + CHUNK)
         bf, br = bias[dr, 0, j0:j1], bias[dr, 1, j0:j1]
+        dm = drop[b, dr, j0:j1]
         dc = grad_cn[b, dr, j0:j1].copy()  # gradient reaching c_t from later steps
         gbf = np.zeros_like(dc)
         gbr = np.zeros_like(dc)
@@ -122,10 +134,10 @@ def backward(U, xh, bias, c0, mask, has_mask, use_tanh, c_all, grad_h, grad_cn,
                 f = _sigmoid(uf[j] + bf[j])
                 r = _sigmoid(ur[j] + br[j])
                 g = _g(c_t[j], use_tanh)
-                dg = gh[j] * r
+                dg = gh[j] * r * dm[j]
                 dct = dc[j] + (dg * (f32(1.0) - g * g) if use_tanh else dg)
                 g_f = dct * (c_prev[j] - u0[j]) * f * (f32(1.0) - f)
-                g_r = gh[j] * (g - x[j]) * r * (f32(1.0) - r)
+                g_r = gh[j] * (g * dm[j] - x[j]) * r * (f32(1.0) - r)
                 g0[j] = dct * (f32(1.0) - f)
                 gf[j] = g_f
                 gr[j] = g_r

@@ -13,7 +13,6 @@ x[..., dr*d:(dr+1)*d]); otherwise k = 4 and the highway adds W_h x.
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -33,23 +32,28 @@ class SRUCell(nn.Module):
     -> (h (L, B, D*d), c_n (B, D*d)). mask_pad is True/1 at padding: padded steps keep c,
     output 0 and pass no gradient to real steps.
 
-    rnn_dropout is variational: one mask per sequence on the GEMM input, shared over time
-    (the highway term uses the undropped input, as in the authors' code).
+    dropout is the authors' (cuda_functional.py, 2017): in training, one mask per sequence of
+    shape (B, D*d), scaled by 1/(1-p) and the same at every step, multiplies g(c_t) inside the
+    highway, h_t = r_t * (g(c_t) * m) + (1 - r_t) * x_t; the highway term is never dropped.
+    rnn_dropout is variational too: one mask per sequence on the GEMM input, shared over time
+    (the highway term uses the undropped input, as in the authors' code). Neither is active
+    in eval().
 
     Under torch.autocast (CUDA or CPU) the GEMM runs in the autocast dtype, the recurrence keeps
     fp32 state, h comes back in the autocast dtype (like nn.LSTM) and c_n in fp32; c0 may be
     either.
     """
 
-    def __init__(self, input_size, hidden_size, rnn_dropout=0.0, bidirectional=False,
+    def __init__(self, input_size, hidden_size, dropout=0.0, rnn_dropout=0.0, bidirectional=False,
                  use_tanh=True, highway_bias=0.0, backend="auto"):
         super().__init__()
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        _check_prob("dropout", dropout)
         _check_prob("rnn_dropout", rnn_dropout)
         check_backend_available(backend)
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.rnn_dropout, self.bidirectional = rnn_dropout, bidirectional
+        self.dropout, self.rnn_dropout, self.bidirectional = dropout, rnn_dropout, bidirectional
         self.use_tanh, self.highway_bias, self.backend = bool(use_tanh), highway_bias, backend
         self.num_directions = 2 if bidirectional else 1
         self.output_size = self.num_directions * hidden_size
@@ -68,7 +72,8 @@ class SRUCell(nn.Module):
 
     def extra_repr(self):
         return (f"{self.input_size}, {self.hidden_size}, k={self.k}, bidirectional={self.bidirectional}, "
-                f"use_tanh={self.use_tanh}, rnn_dropout={self.rnn_dropout}, backend={self.backend!r}")
+                f"use_tanh={self.use_tanh}, dropout={self.dropout}, rnn_dropout={self.rnn_dropout}, "
+                f"backend={self.backend!r}")
 
     def forward(self, input, c0=None, mask_pad=None):
         amp = _autocast_dtype(input)
@@ -84,14 +89,18 @@ class SRUCell(nn.Module):
         if self.training and self.rnn_dropout > 0:
             keep = 1.0 - self.rnn_dropout
             x = x * (input.new_empty(1, B, self.input_size).bernoulli_(keep) / keep)
-        U = (x.reshape(L * B, self.input_size) @ self.weight).view(L, B, -1)  # autocast: in its dtype
+        U = (x.reshape(L * B, self.input_size) @ self.weight).view(L, B, self.weight.shape[1])  # autocast: its dtype
         xh = input if self.k == 3 else None
+        drop = None
+        if self.training and self.dropout > 0:  # one mask per sequence, on g(c) (see the docstring)
+            keep = 1.0 - self.dropout
+            drop = U.new_empty(B, self.output_size, dtype=torch.float32 if amp else U.dtype).bernoulli_(keep) / keep
         if amp is None:
             return recurrence(U, xh, self.bias, c0, mask_pad, self.hidden_size, self.bidirectional,
-                              self.use_tanh, self.backend)
-        return self._autocast_recurrence(U, xh, c0, mask_pad, amp)
+                              self.use_tanh, self.backend, drop=drop)
+        return self._autocast_recurrence(U, xh, c0, mask_pad, drop, amp)
 
-    def _autocast_recurrence(self, U, xh, c0, mask_pad, dtype):
+    def _autocast_recurrence(self, U, xh, c0, mask_pad, drop, dtype):
         """Under torch.autocast: the GEMM ran in `dtype`; the recurrence keeps fp32 state. The Triton
         kernels read U in `dtype` directly; the CPU kernels and the reference get fp32 copies.
         Returns h in `dtype` (as nn.LSTM under autocast) and c_n in fp32."""
@@ -100,7 +109,8 @@ class SRUCell(nn.Module):
             if not fused_low:
                 U, xh = U.float(), None if xh is None else xh.float()
             h, c_n = recurrence(U, xh, self.bias.float(), c0.float(), mask_pad, self.hidden_size,
-                                self.bidirectional, self.use_tanh, self.backend)
+                                self.bidirectional, self.use_tanh, self.backend,
+                                drop=drop if drop is None or fused_low else drop.float())
         return h.to(dtype), c_n.float()
 
 
@@ -114,8 +124,9 @@ class SRU(nn.Module):
       output   like input with hidden_size*directions features (a PackedSequence for one)
       c_n      (num_layers, B, hidden_size*directions): each layer's last state
 
-    dropout is standard dropout on h between layers (not after the last, as in nn.LSTM);
-    rnn_dropout is each layer's variational input dropout (see SRUCell).
+    dropout is the authors' dropout inside the highway of every layer but the last (as their
+    `dropout if i+1 != num_layers else 0`); rnn_dropout is each layer's variational input
+    dropout. See SRUCell: one mask per sequence for both, never on the highway term.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=2, dropout=0.0, rnn_dropout=0.0,
@@ -129,7 +140,8 @@ class SRU(nn.Module):
         self.dropout, self.batch_first, self.bidirectional = dropout, batch_first, bidirectional
         self.output_size = (2 if bidirectional else 1) * hidden_size
         self.layers = nn.ModuleList(
-            SRUCell(input_size if i == 0 else self.output_size, hidden_size, rnn_dropout=rnn_dropout,
+            SRUCell(input_size if i == 0 else self.output_size, hidden_size,
+                    dropout=dropout if i + 1 != num_layers else 0.0, rnn_dropout=rnn_dropout,
                     bidirectional=bidirectional, use_tanh=use_tanh, highway_bias=highway_bias,
                     backend=backend)
             for i in range(num_layers))
@@ -157,8 +169,6 @@ class SRU(nn.Module):
         for i, layer in enumerate(self.layers):
             h, c = layer(h, None if c0 is None else c0[i], mask_pad)
             c_last.append(c)
-            if self.dropout > 0 and i < self.num_layers - 1:
-                h = F.dropout(h, self.dropout, self.training)
         c_n = torch.stack(c_last)
         if packed:
             return pack_padded_sequence(h, lengths, enforce_sorted=False), c_n
@@ -186,6 +196,8 @@ def _check_input(x, input_size, weight, batch_first=False, amp=False):
     if x.shape[-1] != input_size:
         raise ValueError(f"input must have shape {shape} with input_size={input_size}, "
                          f"got shape {tuple(x.shape)}")
+    if x.shape[1 if batch_first else 0] == 0:  # as nn.LSTM; an empty batch (B = 0) is fine
+        raise ValueError(f"input has sequence length 0 (shape {tuple(x.shape)}, {shape}): expected length > 0")
     if x.device != weight.device:
         raise ValueError(f"input is on {x.device} but the SRU's parameters are on {weight.device}; "
                          f"move one with .to(device)")

@@ -33,30 +33,43 @@ _NO_X = np.zeros((1, 1, 1, 1), np.float32)  # stand-ins keep numba's argument ty
 _NO_MASK = np.zeros((1, 1), np.uint8)
 
 
-def _cpu_forward(U, xh, bias, c0, mask, d, D, K, use_tanh):
+def _cpu_drop(drop, B, D, d):
+    """The dropout mask as numba reads it: (B, D, d), ones when there is no dropout."""
+    return np.ones((B, D, d), np.float32) if drop is None else drop.numpy().reshape(B, D, d)
+
+
+def _numba_threads():
+    """As many kernel threads as torch uses (torch.set_num_threads applies to both)."""
+    import numba
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _cpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
     from . import cpu_kernels
+    _numba_threads()
     L, B, _ = U.shape
-    h = torch.empty(L, B, D * d)
-    c_all = torch.empty(L, B, D * d)
+    h = torch.empty(L, B, D * d, dtype=torch.float32)
+    c_all = torch.empty(L, B, D * d, dtype=torch.float32)
     cpu_kernels.forward(
         U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
         bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
-        _NO_MASK if mask is None else mask.numpy(), mask is not None, use_tanh,
+        _NO_MASK if mask is None else mask.numpy(), mask is not None, _cpu_drop(drop, B, D, d), use_tanh,
         h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(L, B, D, d))
     return h, c_all
 
 
-def _cpu_backward(U, xh, bias, c0, mask, c_all, grad_h, grad_cn, d, D, K, use_tanh):
+def _cpu_backward(U, xh, bias, c0, mask, drop, c_all, grad_h, grad_cn, d, D, K, use_tanh):
     from . import cpu_kernels
+    _numba_threads()
     L, B, _ = U.shape
     grad_U = torch.empty_like(U)
     grad_xh = None if K == 4 else torch.empty_like(xh)
-    grad_bias = torch.empty(B, D * 2 * d)
-    grad_c0 = torch.empty(B, D * d)
+    grad_bias = torch.empty(B, D * 2 * d, dtype=torch.float32)
+    grad_c0 = torch.empty(B, D * d, dtype=torch.float32)
     cpu_kernels.backward(
         U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
         bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
-        _NO_MASK if mask is None else mask.numpy(), mask is not None, use_tanh,
+        _NO_MASK if mask is None else mask.numpy(), mask is not None, _cpu_drop(drop, B, D, d), use_tanh,
         c_all.numpy().reshape(L, B, D, d), grad_h.numpy().reshape(L, B, D, d),
         grad_cn.numpy().reshape(B, D, d), grad_U.numpy().reshape(L, B, D, K, d),
         _NO_X if grad_xh is None else grad_xh.numpy().reshape(L, B, D, d),
@@ -84,14 +97,14 @@ def _last_state(c_all, L, B, D, d):
 def _define_op(name, forward_impl, backward_impl):
     @torch.library.custom_op(f"sru::{name}_forward", mutates_args=())
     def forward_op(U: Tensor, x: Optional[Tensor], bias: Tensor, c0: Tensor,
-                   mask: Optional[Tensor], hidden_size: int, bidirectional: bool,
+                   mask: Optional[Tensor], drop: Optional[Tensor], hidden_size: int, bidirectional: bool,
                    use_tanh: bool) -> tuple[Tensor, Tensor, Tensor]:
         L, B, D, K = _dims(U, hidden_size, bidirectional)
-        h, c_all = forward_impl(U, x, bias, c0, mask, hidden_size, D, K, use_tanh)
+        h, c_all = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh)
         return h, _last_state(c_all, L, B, D, hidden_size).to(c0.dtype), c_all
 
     @forward_op.register_fake
-    def _(U, x, bias, c0, mask, hidden_size, bidirectional, use_tanh):
+    def _(U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
         L, B, _ = U.shape
         n = (2 if bidirectional else 1) * hidden_size
         return (U.new_empty(L, B, n), c0.new_empty(B, n),
@@ -99,35 +112,35 @@ def _define_op(name, forward_impl, backward_impl):
 
     @torch.library.custom_op(f"sru::{name}_backward", mutates_args=())
     def backward_op(U: Tensor, x: Optional[Tensor], bias: Tensor, c0: Tensor,
-                    mask: Optional[Tensor], c_all: Tensor, grad_h: Tensor, grad_cn: Tensor,
-                    hidden_size: int, bidirectional: bool,
+                    mask: Optional[Tensor], drop: Optional[Tensor], c_all: Tensor, grad_h: Tensor,
+                    grad_cn: Tensor, hidden_size: int, bidirectional: bool,
                     use_tanh: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         L, B, D, K = _dims(U, hidden_size, bidirectional)
         grad_U, grad_x, grad_bias, grad_c0 = backward_impl(
-            U, x, bias, c0, mask, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
+            U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
         grad_x = U.new_empty(0) if grad_x is None else grad_x
         # deterministic reduction of the per-sequence partial sums, in a fixed order
         return grad_U, grad_x, grad_bias.sum(0).to(bias.dtype), grad_c0.to(c0.dtype)
 
     @backward_op.register_fake
-    def _(U, x, bias, c0, mask, c_all, grad_h, grad_cn, hidden_size, bidirectional, use_tanh):
+    def _(U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, bidirectional, use_tanh):
         return (torch.empty_like(U), U.new_empty(0) if x is None else torch.empty_like(x),
                 torch.empty_like(bias), torch.empty_like(c0))
 
     def setup_context(ctx, inputs, output):
-        U, x, bias, c0, mask, hidden_size, bidirectional, use_tanh = inputs
-        ctx.save_for_backward(U, x, bias, c0, mask, output[2])
+        U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh = inputs
+        ctx.save_for_backward(U, x, bias, c0, mask, drop, output[2])
         ctx.args = (hidden_size, bidirectional, use_tanh)
         ctx.set_materialize_grads(False)
 
     def backward(ctx, grad_h, grad_cn, _grad_c_all):
-        U, x, bias, c0, mask, c_all = ctx.saved_tensors
+        U, x, bias, c0, mask, drop, c_all = ctx.saved_tensors
         n = c0.shape[-1]
         grad_h = U.new_zeros(U.shape[0], U.shape[1], n) if grad_h is None else grad_h.contiguous()
         grad_cn = c0.new_zeros(c0.shape) if grad_cn is None else grad_cn.contiguous()
         grad_U, grad_x, grad_bias, grad_c0 = backward_op(
-            U, x, bias, c0, mask, c_all, grad_h, grad_cn, *ctx.args)
-        return grad_U, (None if x is None else grad_x), grad_bias, grad_c0, None, None, None, None
+            U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, *ctx.args)
+        return grad_U, (None if x is None else grad_x), grad_bias, grad_c0, None, None, None, None, None
 
     forward_op.register_autograd(backward, setup_context=setup_context)
     return forward_op
@@ -180,13 +193,49 @@ def resolve_backend(backend, device, dtype):
     return backend
 
 
-def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, backend="auto"):
-    """Run the element-wise recurrence with `backend`; see ``sru.reference`` for the layout."""
+def check_recurrence_args(U, x, bias, c0, mask_pad, hidden_size, bidirectional, drop=None):
+    """Shapes, devices and dtypes the kernels rely on (a wrong one would read out of bounds on a GPU)."""
+    if not isinstance(U, Tensor) or U.dim() != 3 or not U.is_floating_point():
+        raise ValueError(f"U must be a floating-point (length, batch, D*k*hidden_size) tensor, got "
+                         f"{tuple(U.shape) if isinstance(U, Tensor) else type(U).__name__}")
+    if hidden_size < 1:
+        raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
+    L, B, cols = U.shape
+    D = 2 if bidirectional else 1
+    n = D * hidden_size
+    if cols % n or cols // n not in (3, 4):
+        raise ValueError(f"U's last dimension must be {3 * n} (k=3) or {4 * n} (k=4) for hidden_size="
+                         f"{hidden_size}, bidirectional={bidirectional}; got {cols}")
+    k = cols // n
+    if k == 3 and x is None:
+        raise ValueError("k=3 (U holds 3 slots): the highway input x of shape (length, batch, D*hidden_size) "
+                         "is required")
+    if k == 4 and x is not None:
+        raise ValueError("k=4 (U holds the highway projection in slot 3): x must be None")
+    expected = dict(x=(L, B, n), bias=(2 * n,), c0=(B, n), mask_pad=(L, B), drop=(B, n))
+    for name, t in dict(x=x, bias=bias, c0=c0, mask_pad=mask_pad, drop=drop).items():
+        if t is None:
+            continue
+        if tuple(t.shape) != expected[name]:
+            raise ValueError(f"{name} must have shape {expected[name]}, got {tuple(t.shape)}")
+        if t.device != U.device:
+            raise ValueError(f"{name} is on {t.device} but U is on {U.device}")
+        if name != "mask_pad" and not t.is_floating_point():
+            raise TypeError(f"{name} must be floating point, got {t.dtype}")
+
+
+def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, backend="auto", drop=None):
+    """Run the element-wise recurrence with `backend`; see ``sru.reference`` for the layout.
+    drop: the authors' dropout mask on g(c) (B, D*hidden_size), already scaled; None: no dropout."""
+    check_recurrence_args(U, x, bias, c0, mask_pad, hidden_size, bidirectional, drop)
     backend = resolve_backend(backend, U.device, U.dtype)
+    if U.shape[1] == 0:  # an empty batch: nothing to run (c_n in c0's dtype, as the kernels return it)
+        return U.new_zeros(U.shape[0], 0, c0.shape[-1]), c0.clone()
     if backend == "reference":
-        return recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh)
+        return recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, drop)
     op = _cpu_op if backend == "cpu" else _gpu_op
     mask = None if mask_pad is None else mask_pad.to(torch.uint8).contiguous()
     h, c_n, _ = op(U.contiguous(), None if x is None else x.contiguous(), bias.contiguous(),
-                   c0.contiguous(), mask, hidden_size, bidirectional, use_tanh)
+                   c0.contiguous(), mask, None if drop is None else drop.contiguous(), hidden_size, bidirectional,
+                   use_tanh)
     return h, c_n

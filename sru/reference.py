@@ -13,14 +13,18 @@ Layout shared by all backends (see ``SRUCell`` for where it comes from)::
     bias  (D*2*d,)       viewed as (D, 2, d): [direction][b_f, b_r][unit]
     c0    (B, D*d)       initial state
     mask_pad (L, B)      True / nonzero = padding: c is carried unchanged, h = 0
+    drop     (B, D*d)    the authors' dropout (None: none): a mask already scaled by 1/(1-p),
+                         one per sequence, the same at every step, applied to g(c_t) inside
+                         the highway:  h_t = r_t * (g(c_t) * drop) + (1 - r_t) * x_t
 
 with D = 2 for bidirectional (direction 1 runs time in reverse), else 1.
 Returns h (L, B, D*d) and c_n (B, D*d), the state after the last real step of each direction.
+The spec for every dtype, half precision included, is this function evaluated in float64.
 """
 import torch
 
 
-def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh):
+def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, drop=None):
     L, B, _ = U.shape
     D, d = (2 if bidirectional else 1), hidden_size
     k = U.shape[-1] // (D * d)
@@ -32,6 +36,7 @@ def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, u
     x_highway = U[..., 3, :] if k == 4 else x.view(L, B, D, d)
     pad = None if mask_pad is None else mask_pad.view(L, B, 1).bool()
     c0 = c0.view(B, D, d)
+    drop = None if drop is None else drop.view(B, D, d)
 
     h_dirs, c_last = [], []
     for dr in range(D):
@@ -43,6 +48,8 @@ def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, u
         for t in (range(L) if dr == 0 else reversed(range(L))):
             c_new = f_[t] * c + (1 - f_[t]) * xt_[t]
             g = torch.tanh(c_new) if use_tanh else c_new
+            if drop is not None:
+                g = g * drop[:, dr]
             h_t = r_[t] * g + (1 - r_[t]) * xh_[t]
             if pad is not None:
                 c_new = torch.where(pad[t], c, c_new)

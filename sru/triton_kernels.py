@@ -34,6 +34,16 @@ def _program_columns(BIAS, d, D: tl.constexpr, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _drop_mask(DROP, pid_bd, j, m, d, HAS_DROP: tl.constexpr, BLOCK: tl.constexpr):
+    """This column's dropout mask on g(c) in fp32 (ones without dropout): loaded once, used every step."""
+    if HAS_DROP:
+        dm = tl.load(DROP + pid_bd * d + j, mask=m).to(tl.float32)
+    else:
+        dm = tl.full([BLOCK], 1.0, tl.float32)
+    return dm
+
+
+@triton.jit
 def _load_step(U, XH, row, j, m, d, bf, br, K: tl.constexpr):
     """One step's x~, f, r and highway input for units j, in fp32 (shared by both passes)."""
     u = U + row * K * d + j
@@ -48,10 +58,11 @@ def _load_step(U, XH, row, j, m, d, bf, br, K: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(U, XH, BIAS, C0, MASK, H, C_ALL, L, B, d,
-                    K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
+def _forward_kernel(U, XH, BIAS, C0, MASK, DROP, H, C_ALL, L, B, d,
+                    K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DROP: tl.constexpr,
                     USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
     pid_bd, b, dr, j, m, bf, br = _program_columns(BIAS, d, D, BLOCK)
+    dm = _drop_mask(DROP, pid_bd, j, m, d, HAS_DROP, BLOCK)
     c = tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32)
     for i in range(L):
         t = i + dr * (L - 1 - 2 * i)  # forward order for dr == 0, reverse for dr == 1
@@ -62,7 +73,7 @@ def _forward_kernel(U, XH, BIAS, C0, MASK, H, C_ALL, L, B, d,
             g = _tanh(c_new)
         else:
             g = c_new
-        h = r * g + (1.0 - r) * x
+        h = r * (g * dm) + (1.0 - r) * x
         if HAS_MASK:
             pad = tl.load(MASK + t * B + b) != 0
             c_new = tl.where(pad, c, c_new)
@@ -73,11 +84,12 @@ def _forward_kernel(U, XH, BIAS, C0, MASK, H, C_ALL, L, B, d,
 
 
 @triton.jit
-def _backward_kernel(U, XH, BIAS, C0, MASK, C_ALL, GRAD_H, GRAD_CN,
+def _backward_kernel(U, XH, BIAS, C0, MASK, DROP, C_ALL, GRAD_H, GRAD_CN,
                      GRAD_U, GRAD_XH, GRAD_BIAS, GRAD_C0, L, B, d,
-                     K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
+                     K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DROP: tl.constexpr,
                      USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
     pid_bd, b, dr, j, m, bf, br = _program_columns(BIAS, d, D, BLOCK)
+    dm = _drop_mask(DROP, pid_bd, j, m, d, HAS_DROP, BLOCK)
     dc = tl.load(GRAD_CN + pid_bd * d + j, mask=m).to(tl.float32)  # reaches c_t from later
     gbf = tl.zeros([BLOCK], dtype=tl.float32)
     gbr = tl.zeros([BLOCK], dtype=tl.float32)
@@ -96,12 +108,12 @@ def _backward_kernel(U, XH, BIAS, C0, MASK, C_ALL, GRAD_H, GRAD_CN,
         gh = tl.load(GRAD_H + row * d + j, mask=m).to(tl.float32)
         if USE_TANH:
             g = _tanh(c)
-            dct = dc + gh * r * (1.0 - g * g)
+            dct = dc + gh * r * dm * (1.0 - g * g)
         else:
             g = c
-            dct = dc + gh * r
+            dct = dc + gh * r * dm
         g_f = dct * (c_prev - u0) * f * (1.0 - f)
-        g_r = gh * (g - x) * r * (1.0 - r)
+        g_r = gh * (g * dm - x) * r * (1.0 - r)
         g_u0 = dct * (1.0 - f)
         g_x = gh * (1.0 - r)
         dc_prev = dct * f
@@ -132,19 +144,20 @@ def _block(d):
     return max(16, min(256, triton.next_power_of_2(d)))
 
 
-def forward(U, xh, bias, c0, mask, d, D, K, use_tanh):
+def forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
     """Returns h (L, B, D*d) in U's dtype and c_all (L, B, D*d) in fp32."""
     L, B, _ = U.shape
     h = torch.empty(L, B, D * d, device=U.device, dtype=U.dtype)
     c_all = torch.empty(L, B, D * d, device=U.device, dtype=torch.float32)
     block = _block(d)
     _forward_kernel[(triton.cdiv(d, block), B * D)](
-        U, U if xh is None else xh, bias, c0, U if mask is None else mask, h, c_all, L, B, d,
-        K=K, D=D, HAS_MASK=mask is not None, USE_TANH=use_tanh, BLOCK=block)
+        U, U if xh is None else xh, bias, c0, U if mask is None else mask, U if drop is None else drop,
+        h, c_all, L, B, d, K=K, D=D, HAS_MASK=mask is not None, HAS_DROP=drop is not None, USE_TANH=use_tanh,
+        BLOCK=block)
     return h, c_all
 
 
-def backward(U, xh, bias, c0, mask, c_all, grad_h, grad_cn, d, D, K, use_tanh):
+def backward(U, xh, bias, c0, mask, drop, c_all, grad_h, grad_cn, d, D, K, use_tanh):
     """Returns grad_U, grad_xh (None when K == 4), grad_bias partials (B, D*2*d) fp32, grad_c0 fp32."""
     L, B, _ = U.shape
     grad_U = torch.empty_like(U)
@@ -153,7 +166,7 @@ def backward(U, xh, bias, c0, mask, c_all, grad_h, grad_cn, d, D, K, use_tanh):
     grad_c0 = torch.empty(B, D * d, device=U.device, dtype=torch.float32)
     block = _block(d)
     _backward_kernel[(triton.cdiv(d, block), B * D)](
-        U, U if xh is None else xh, bias, c0, U if mask is None else mask, c_all, grad_h, grad_cn,
-        grad_U, grad_U if grad_xh is None else grad_xh, grad_bias, grad_c0, L, B, d,
-        K=K, D=D, HAS_MASK=mask is not None, USE_TANH=use_tanh, BLOCK=block)
+        U, U if xh is None else xh, bias, c0, U if mask is None else mask, U if drop is None else drop, c_all,
+        grad_h, grad_cn, grad_U, grad_U if grad_xh is None else grad_xh, grad_bias, grad_c0, L, B, d,
+        K=K, D=D, HAS_MASK=mask is not None, HAS_DROP=drop is not None, USE_TANH=use_tanh, BLOCK=block)
     return grad_U, grad_xh, grad_bias, grad_c0

@@ -15,9 +15,10 @@ CASES = [
     (6, 5, 17, True, 4, False, True, False),
     (20, 2, 257, True, 3, True, False, True),
 ]
+MULTI_BLOCK = (3, 2, 257, True, 3, True, True, True)  # d > 256: two Triton blocks, kept small for the interpreter
 
 
-def make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed):
+def make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed, with_drop=False):
     g = torch.Generator().manual_seed(seed)
     D = 2 if bidirectional else 1
 
@@ -31,34 +32,43 @@ def make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, se
     if with_mask:  # random lengths >= 1, right padding
         lengths = torch.randint(1, L + 1, (B,), generator=g)
         mask = (torch.arange(L).unsqueeze(1) >= lengths.unsqueeze(0)).to(device)
-    return U, x, bias, c0, mask
+    drop = None
+    if with_drop:  # the authors' dropout mask on g(c): 0 or 1/(1-p) per sequence and unit
+        drop = (torch.rand(B, D * d, generator=g) > 0.3).to(device=device, dtype=dtype) / 0.7
+    return U, x, bias, c0, mask, drop
 
 
-def run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed, ref_dtype=None):
-    U, x, bias, c0, mask = inputs
+def run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed, ref_dtype=None, use="both"):
+    """Outputs and the gradients of every input; `use` = which outputs the loss reads ("h", "c_n" or
+    "both"): with one of them unused its incoming gradient is None (a separate branch of the op)."""
+    U, x, bias, c0, mask, drop = inputs
     leaves = [t for t in (U, x, bias, c0) if t is not None]
     if ref_dtype is not None:  # run the reference on upcast copies
         leaves = [t.detach().to(ref_dtype).requires_grad_() for t in leaves]
         U, bias, c0 = leaves[0], leaves[-2], leaves[-1]
         x = leaves[1] if x is not None else None
-    h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend=backend)
+        drop = None if drop is None else drop.to(ref_dtype)
+    h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend=backend, drop=drop)
     g = torch.Generator().manual_seed(seed + 1)
     gh = torch.randn(h.shape, generator=g).to(h.device, h.dtype)
     gc = torch.randn(c_n.shape, generator=g).to(h.device, h.dtype)
-    grads = torch.autograd.grad((h * gh).float().sum() + (c_n * gc).float().sum(), leaves)
+    loss = {"h": (h * gh).float().sum(), "c_n": (c_n * gc).float().sum()}
+    grads = torch.autograd.grad(loss["h"] + loss["c_n"] if use == "both" else loss[use], leaves, allow_unused=True)
+    grads = [torch.zeros_like(t) if gr is None else gr for t, gr in zip(leaves, grads)]
     names = ["h", "c_n", "grad_U"] + (["grad_x"] if x is not None else []) + ["grad_bias", "grad_c0"]
     return dict(zip(names, [h, c_n, *grads]))
 
 
-def check_backend(backend, device, dtype, rel, case, seed):
+def check_backend(backend, device, dtype, rel, case, seed, with_drop=False, use="both"):
     L, B, d, bidirectional, k, use_tanh, with_mask, with_c0 = case
-    inputs = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed)
-    got = run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed)
-    want = run_and_grad("reference", inputs, d, bidirectional, use_tanh, seed, ref_dtype=torch.float64)
+    inputs = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed, with_drop)
+    got = run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed, use=use)
+    want = run_and_grad("reference", inputs, d, bidirectional, use_tanh, seed, ref_dtype=torch.float64, use=use)
     assert got.keys() == want.keys()
     for name in got:
-        assert got[name].dtype == dtype, name
-        assert_close_scaled(got[name], want[name], rel, f"{backend}/{dtype}/{case}/{name}")
+        assert got[name].dtype == dtype, f"{name} (seed {seed})"
+        assert_close_scaled(got[name], want[name], rel,
+                            f"{backend}/{dtype}/{case}/drop={with_drop}/use={use}/{name} (seed {seed})")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -67,10 +77,21 @@ def test_cpu_kernel_matches_reference(case):
     check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed)
 
 
-@pytest.mark.parametrize("case", CASES[:5])
+@pytest.mark.parametrize("case", CASES[:5] + [MULTI_BLOCK])
 def test_triton_kernel_matches_reference_fp32(case):
     seed = torch.seed() % 2**31
     check_backend("gpu", kernel_device(), torch.float32, 1e-5, case, seed)
+
+
+@pytest.mark.parametrize("use", ["both", "h", "c_n"])
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[4], MULTI_BLOCK])
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_kernels_match_reference_with_dropout_and_one_output_unused(backend, case, use):
+    """The authors' dropout mask on g(c); and only h or only c_n read (the op's backward then gets a
+    None gradient for the other, as in classification, which reads h only)."""
+    seed = torch.seed() % 2**31
+    device = "cpu" if backend == "cpu" else kernel_device()
+    check_backend(backend, device, torch.float32, 1e-5, case, seed, with_drop=True, use=use)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -104,6 +104,37 @@ def test_rnn_dropout_mask_is_constant_over_time_and_differs_across_sequences():
     assert not torch.allclose(h, h_eval)
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpu", "gpu"])
+def test_dropout_is_inside_the_highway_so_a_shut_gate_makes_training_equal_eval(backend):
+    """Highway bias -30 (r ~ 0, h ~ x): the authors' dropout multiplies only r * g(c), so training-mode
+    output equals eval-mode output for any rate, in every layer. Dropout on h could not do that."""
+    seed = torch.seed() % 2**31
+    device = kernel_device() if backend == "gpu" else "cpu"
+    rnn = SRU(6, 6, num_layers=3, dropout=0.7, highway_bias=-30.0, backend=backend).to(device)
+    x = torch.randn(9, 4, 6, device=device)
+    train_out = rnn.train()(x)[0]
+    eval_out = rnn.eval()(x)[0]
+    torch.testing.assert_close(train_out, eval_out, rtol=1e-5, atol=1e-6, msg=lambda m: f"seed {seed}: {m}")
+    assert [layer.dropout for layer in rnn.layers] == [0.7, 0.7, 0.0]   # the last layer gets none
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu", "gpu"])
+def test_dropout_mask_is_per_sequence_constant_over_time_and_scaled(backend):
+    """Highway bias +30 (r ~ 1, h ~ g(c)); dropout does not touch c, so h_train / h_eval is the mask:
+    0 or 1/(1-p), the same at every step of a sequence, different between sequences."""
+    seed = torch.seed() % 2**31
+    device = kernel_device() if backend == "gpu" else "cpu"
+    cell = SRUCell(8, 8, dropout=0.5, highway_bias=30.0, backend=backend).to(device)
+    x = torch.randn(12, 6, 8, device=device)
+    h_train, c_train = cell.train()(x)
+    h_eval, c_eval = cell.eval()(x)
+    assert torch.equal(c_train, c_eval), f"dropout changed the state (seed {seed})"
+    ratio = h_train / h_eval
+    assert set(ratio.round(decimals=3).unique().tolist()) <= {0.0, 2.0}, f"seed {seed}"
+    assert torch.allclose(ratio, ratio[:1].expand_as(ratio), atol=1e-3), f"mask changed over time (seed {seed})"
+    assert not torch.equal(ratio[0, 0], ratio[0, 1]), f"two sequences shared a mask (seed {seed})"
+
+
 def test_eval_mode_is_deterministic_and_dropout_free():
     torch.manual_seed(0)
     rnn = SRU(6, 6, num_layers=3, dropout=0.5, rnn_dropout=0.5).eval()
@@ -170,3 +201,64 @@ def test_torch_compile_traces_the_fused_op_without_graph_breaks(backend):
     got = compiled(x)
     (gx_got,) = torch.autograd.grad(got, x)
     assert torch.allclose(got, want, atol=1e-5) and torch.allclose(gx_got, gx_want, atol=1e-5)
+
+
+def test_empty_batch_gives_empty_outputs_and_zero_length_a_clear_error():
+    rnn = SRU(4, 4, num_layers=2, dropout=0.3, rnn_dropout=0.3)
+    out, c_n = rnn(torch.randn(5, 0, 4))                 # like nn.LSTM: empty in, empty out
+    assert out.shape == (5, 0, 4) and c_n.shape == (2, 0, 4)
+    with pytest.raises(ValueError, match="length 0"):
+        rnn(torch.randn(0, 3, 4))
+
+
+@pytest.mark.parametrize("args, error, words", [
+    (dict(x=None), ValueError, "highway input x"),                       # k=3 without x: Triton would read U
+    (dict(hidden_size=4), ValueError, "hidden_size=4"),                  # out of bounds on a GPU
+    (dict(bias=torch.zeros(7)), ValueError, "bias must have shape (10,)"),
+    (dict(c0=torch.zeros(3, 5)), ValueError, "c0 must have shape (2, 5)"),
+    (dict(drop=torch.ones(2, 4)), ValueError, "drop must have shape (2, 5)"),
+    (dict(mask_pad=torch.zeros(2, 6, dtype=torch.bool)), ValueError, "mask_pad must have shape (6, 2)"),
+    (dict(x=torch.zeros(6, 2, 5, device="meta")), ValueError, "meta"),
+])
+def test_recurrence_validates_its_arguments(args, error, words):
+    from sru import recurrence
+    good = dict(U=torch.randn(6, 2, 15), x=torch.randn(6, 2, 5), bias=torch.zeros(10), c0=torch.zeros(2, 5),
+                mask_pad=None, hidden_size=5, bidirectional=False, use_tanh=True)
+    with pytest.raises(error) as info:
+        recurrence(**dict(good, **args))
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+@pytest.mark.parametrize("k, with_drop", [(3, True), (4, False)])
+def test_custom_ops_pass_opcheck(backend, k, with_drop):
+    """torch.library.opcheck: schema, autograd registration, fake tensors, AOT dispatch."""
+    from sru import ops
+    if backend == "gpu" and kernel_device() == "cpu" and not ops.triton_interpreted():
+        pytest.skip("no CUDA and the Triton interpreter is off")
+    device = "cpu" if backend == "cpu" else kernel_device()
+    L, B, D, d = 4, 3, 2, 5
+    U = torch.randn(L, B, D * k * d, device=device, requires_grad=True)
+    x = torch.randn(L, B, D * d, device=device, requires_grad=True) if k == 3 else None
+    bias = torch.randn(D * 2 * d, device=device, requires_grad=True)
+    c0 = torch.randn(B, D * d, device=device, requires_grad=True)
+    mask = torch.zeros(L, B, dtype=torch.uint8, device=device)
+    mask[3:, 1] = 1
+    drop = (torch.rand(B, D * d, device=device) > 0.5).float() * 2 if with_drop else None
+    op = ops._cpu_op if backend == "cpu" else ops._gpu_op
+    torch.library.opcheck(op, (U, x, bias, c0, mask, drop, d, True, True))
+
+
+def test_cpu_kernels_follow_torch_thread_count():
+    import numba
+    rnn = SRU(8, 8, num_layers=1, backend="cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        rnn(torch.randn(4, 2, 8))
+        assert numba.get_num_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    rnn(torch.randn(4, 2, 8))
+    assert numba.get_num_threads() == min(before, numba.config.NUMBA_NUM_THREADS)
+    assert numba.threading_layer() == "workqueue" or "NUMBA_THREADING_LAYER" in __import__("os").environ

@@ -9,7 +9,8 @@ from sru import recurrence_reference
 @pytest.mark.parametrize("use_tanh", [True, False])
 @pytest.mark.parametrize("k", [3, 4])
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_reference_gradcheck(bidirectional, use_tanh, k, with_mask):
+@pytest.mark.parametrize("with_drop", [False, True])
+def test_reference_gradcheck(bidirectional, use_tanh, k, with_mask, with_drop):
     torch.manual_seed(0)
     L, B, d = 4, 3, 5
     D = 2 if bidirectional else 1
@@ -19,12 +20,13 @@ def test_reference_gradcheck(bidirectional, use_tanh, k, with_mask):
     bias = torch.randn(D * 2 * d, **kw)
     c0 = torch.randn(B, D * d, **kw)
     mask = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 1]], dtype=torch.bool) if with_mask else None
+    drop = (torch.rand(B, D * d, dtype=torch.float64) > 0.4).double() / 0.6 if with_drop else None
     inputs = tuple(t for t in (U, x, bias, c0) if t is not None)
 
     def fn(*args):
         U_, *rest = args
         x_ = rest.pop(0) if k == 3 else None
-        return recurrence_reference(U_, x_, rest[0], rest[1], mask, d, bidirectional, use_tanh)
+        return recurrence_reference(U_, x_, rest[0], rest[1], mask, d, bidirectional, use_tanh, drop)
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
 

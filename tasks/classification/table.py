@@ -38,7 +38,8 @@ def collect(exp, datasets, profile, out_dir, outputs):
     notes = [f"Vectors: {', '.join(vectors)} (frozen; OOV ~ U(-0.25, 0.25)). The paper used 300d word2vec, so "
              f"our accuracies are expected to sit below its numbers. Test accuracy at the best dev epoch; "
              f"mean and sample std over CV folds (MR, CR, SUBJ, MPQA) or seeds (TREC, SST). "
-             f"s/epoch = median training time of an epoch (evaluation excluded). The paper's per-row v1 values are not available: ranges.", "",
+             f"s/epoch = median training time of an epoch (evaluation excluded). The paper's per-row v1 values are not available: ranges. "
+             f"Every setting beside the paper's and the authors' code: docs/fidelity.md.", "",
              "| model | " + " | ".join(NAMES[d] for d in datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
     for model in exp["models"]:
         by = {c["dataset"]: c for c in cells if c["model"] == model}

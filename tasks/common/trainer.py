@@ -15,6 +15,9 @@ A task is an object with:
     evaluate(model, split, ctx)      -> {metric: value} (model in eval mode, no grad, autocast as
                                         in training); ctx.all_reduce sums this rank's shard
     train_metrics(mean_loss)         -> the epoch's training metrics, e.g. {"train_ppl": ...}
+    objective_scale(batch)           -> optional: the loss that is optimised is step()'s mean loss
+                                        times this (e.g. summed over time steps); reporting stays
+                                        per item
 
 `fit` owns seeding and resumable RNG state, the optimiser and LR schedule, gradient clipping,
 mixed precision (`precision=bf16|fp16` autocast), the non-finite-loss stop, early stopping
@@ -87,7 +90,9 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     model = task.build_model().to(device)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = OPTIMIZERS[cfg.optim.name](trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    decoupled_wd = cfg.optim.get("decoupled_weight_decay", False) and cfg.optim.weight_decay > 0
+    opt = OPTIMIZERS[cfg.optim.name](trainable, lr=cfg.optim.lr,
+                                     weight_decay=0.0 if decoupled_wd else cfg.optim.weight_decay)
     amp_dtype = PRECISIONS[cfg.precision]
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     train_model = model
@@ -154,10 +159,16 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                 value = loss.item()  # one device sync per step
             check_finite(value, f"{name} epoch {epoch}, step {i}")
             opt.zero_grad(set_to_none=True)
+            if hasattr(task, "objective_scale"):
+                loss = loss * task.objective_scale(batch)
             scaler.scale(loss).backward()
             if cfg.optim.clip:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.clip)
+            if decoupled_wd:  # p <- p (1 - wd), then the step (the authors' PTB script): no lr factor
+                with torch.no_grad():
+                    for p in trainable:
+                        p.mul_(1.0 - cfg.optim.weight_decay)
             scaler.step(opt)
             scaler.update()
             loss_sum += value

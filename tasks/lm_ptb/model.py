@@ -1,4 +1,6 @@
 """The PTB language model: embedding -> RNN (SRU or LSTM) -> tied softmax."""
+import math
+
 from torch import nn
 
 from tasks.common.models import make_rnn
@@ -15,8 +17,14 @@ class RNNLM(nn.Module):
                             use_tanh=use_tanh, highway_bias=highway_bias)
         self.out = nn.Linear(hidden, vocab_size)
         self.out.weight = self.embed.weight            # tied input/output embeddings
-        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        # the authors' init (train_lm.py): U(+-sqrt(3/d)) for the embedding and every LSTM matrix,
+        # 0 for the output and LSTM biases; the SRU keeps its own (the same bound, from its input size)
+        bound = math.sqrt(3.0 / hidden)
+        nn.init.uniform_(self.embed.weight, -bound, bound)
         nn.init.zeros_(self.out.bias)
+        if kind == "lstm":
+            for p in self.rnn.parameters():
+                nn.init.uniform_(p, -bound, bound) if p.dim() > 1 else nn.init.zeros_(p)
 
     def forward(self, tokens, state=None):
         h, state = self.rnn(self.drop(self.embed(tokens)), state)

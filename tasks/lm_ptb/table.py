@@ -19,6 +19,8 @@ COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hid
            ("params (M)", "params_m", ".2f"), ("valid ppl", "valid_ppl", ".2f"), ("test ppl", "test_ppl", ".2f"),
            ("paper test ppl", "paper_test_ppl", None), ("s/epoch", "sec_per_epoch", ".1f"),
            ("epochs", "epochs", None), ("profile", "profile", None), ("commit", "commit", None)]
+FIDELITY = ("The authors' PTB recipe (summed loss, decoupled weight decay, their init, the SRU's dropout inside "
+            "the highway); every setting beside the paper's and the authors' code: docs/fidelity.md")
 KEYS = ["model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per_epoch", "epochs", "profile",
         "commit"]
 
@@ -41,7 +43,8 @@ def collect(rows, profile, out_dir, outputs):
     smoke = profile != "full"
     rows_out = [dict({k: v for k, v in r.items() if k != "history"},
                      params_m=r["params"] / 1e6) for r in table]
-    text = write_table(rows_out, COLUMNS, "Table 3: PTB language model (perplexity)", out_dir, "table3", smoke)
+    text = write_table(rows_out, COLUMNS, "Table 3: PTB language model (perplexity)", out_dir, "table3", smoke,
+                       notes=FIDELITY)
     out_dir = Path(out_dir)
     plot(table, out_dir / "table3_valid_ppl.png", smoke)
     print(text)

@@ -79,6 +79,11 @@ class LanguageModelTask:
         sums = ctx.all_reduce(dict(nll=total, tokens=count))
         return {f"{split}_ppl": math.exp(sums["nll"] / sums["tokens"])}
 
+    def objective_scale(self, batch):
+        """The authors' loss sums over a segment's time steps (divided by the batch size only): its
+        gradient is the per-token mean's times the segment length, which matters with lr 1 and clip 5."""
+        return batch[0].size(0) if self.cfg.optim.loss_sum_over_time else 1
+
     def train_metrics(self, mean_loss):
         return dict(train_loss=mean_loss, train_ppl=math.exp(mean_loss))
 
