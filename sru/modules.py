@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .ops import check_backend_available, recurrence
+from .ops import check_backend_available, recurrence, resolve_backend
 
 
 def _check_prob(name, p):
@@ -87,14 +87,12 @@ class SRUCell(nn.Module):
         _check_mask(mask_pad, L, B, input.device)
         x = input
         if self.training and self.rnn_dropout > 0:
-            keep = 1.0 - self.rnn_dropout
-            x = x * (input.new_empty(1, B, self.input_size).bernoulli_(keep) / keep)
+            x = x * _sequence_mask(self.rnn_dropout, (1, B, self.input_size), input)
         U = (x.reshape(L * B, self.input_size) @ self.weight).view(L, B, self.weight.shape[1])  # autocast: its dtype
         xh = input if self.k == 3 else None
         drop = None
         if self.training and self.dropout > 0:  # one mask per sequence, on g(c) (see the docstring)
-            keep = 1.0 - self.dropout
-            drop = U.new_empty(B, self.output_size, dtype=torch.float32 if amp else U.dtype).bernoulli_(keep) / keep
+            drop = _sequence_mask(self.dropout, (B, self.output_size), U, torch.float32 if amp else U.dtype)
         if amp is None:
             return recurrence(U, xh, self.bias, c0, mask_pad, self.hidden_size, self.bidirectional,
                               self.use_tanh, self.backend, drop=drop)
@@ -105,7 +103,7 @@ class SRUCell(nn.Module):
         kernels read U in `dtype` directly; the CPU kernels and the reference get fp32 copies.
         Returns h in `dtype` (as nn.LSTM under autocast) and c_n in fp32."""
         with torch.autocast(U.device.type, enabled=False):
-            fused_low = self.backend == "gpu" or (self.backend == "auto" and U.is_cuda)
+            fused_low = self.backend != "cpu" and resolve_backend(self.backend, U.device, U.dtype) == "gpu"
             if not fused_low:
                 U, xh = U.float(), None if xh is None else xh.float()
             h, c_n = recurrence(U, xh, self.bias.float(), c0.float(), mask_pad, self.hidden_size,
@@ -173,6 +171,12 @@ class SRU(nn.Module):
         if packed:
             return pack_padded_sequence(h, lengths, enforce_sorted=False), c_n
         return (h.transpose(0, 1) if self.batch_first else h), c_n
+
+
+def _sequence_mask(p, shape, like, dtype=None):
+    """A dropout mask of `shape` (one row per sequence, shared over time): 0 or 1/(1-p)."""
+    keep = 1.0 - p
+    return like.new_empty(shape, dtype=dtype or like.dtype).bernoulli_(keep) / keep
 
 
 def _autocast_dtype(x):

@@ -30,7 +30,6 @@ DDP averages gradients; the loss is weighted by each rank's share of the global 
 update is the one a single process makes on the whole batch. Batch order comes from an RNG
 stream every rank shares; dropout from one per rank and epoch.
 """
-import math
 import statistics
 import time
 from pathlib import Path
@@ -88,8 +87,8 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     device, epochs = ctx.device, cfg.profile.epochs
     seed_everything(seed, deterministic=cfg.deterministic)
     model = task.build_model().to(device)
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    params = sum(p.numel() for p in trainable)
     decoupled_wd = cfg.optim.get("decoupled_weight_decay", False) and cfg.optim.weight_decay > 0
     opt = OPTIMIZERS[cfg.optim.name](trainable, lr=cfg.optim.lr,
                                      weight_decay=0.0 if decoupled_wd else cfg.optim.weight_decay)
@@ -208,7 +207,8 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     result = dict(task=task.name, model=m.kind, layers=m.get("layers"), hidden=task.model_args.get("hidden"),
                   params=params, **final, best_epoch=state["best_epoch"],
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
-                  epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name, precision=cfg.precision,
+                  epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
+                  precision=cfg.precision,
                   commit=git_commit(), device=str(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])
     if ctx.is_main:
