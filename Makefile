@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_OUT ?= results/bench
 
-.PHONY: install test bench gpu-check data table1 table3 clean
+.PHONY: install test bench gpu-check data table1 table2 table3 clean
 profile ?= full
 ARGS ?=
 
@@ -30,6 +30,12 @@ data: install
 # results/table1.{md,json} and results/table1_fig2.png (Figure 2). profile=smoke -> MR, 2 folds, 2 epochs
 table1: install
 	$(BIN)/python -m tasks.classification.table --profile $(profile) $(ARGS)
+
+# Table 2 (SQuAD v1.1): every row of configs/squad/table2.yaml, then results/table2.{md,json} and each
+# row's official-format dev predictions. profile=smoke -> minutes on a CPU; profile=speed -> full-size
+# models for one epoch on a slice, s/epoch extrapolated; ARGS="data.vectors=/path/glove.840B.300d.txt"
+table2: install
+	$(BIN)/python -m tasks.squad.table --profile $(profile) $(ARGS)
 
 # Table 3 (PTB LM): every row of configs/lm_ptb/table3.yaml, then results/table3.{md,json,png}.
 # make table3 profile=smoke  -> minutes on a CPU;  ARGS="resume=true logger=none" to pass overrides

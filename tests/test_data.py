@@ -1,4 +1,5 @@
 """Fetching without a mirror: canonical URLs (plain files and archive members), verified by sha256."""
+import gzip
 import hashlib
 import zipfile
 
@@ -33,3 +34,23 @@ def test_manifest_entries_are_complete():
         for entry in dataset["files"]:
             assert {"path", "sha256", "url", "mirror"} <= set(entry), (name, entry)
             assert len(entry["sha256"]) == 64 and entry["url"].startswith("https://")
+
+
+def test_a_mirror_stand_in_is_stored_under_its_own_name_and_hash(tmp_path):
+    """SQuAD's mirror holds a rebuild, not the official bytes: verified against its own hash, kept apart."""
+    body, canonical = b"the rebuilt file\n", b"the official file\n"
+    mirror = tmp_path / "mirror"
+    (mirror / "x").mkdir(parents=True)
+    with gzip.open(mirror / "x" / "f.recon.json.gz", "wb") as f:
+        f.write(body)
+    entry = dict(path="x/f.json", sha256=hashlib.sha256(canonical).hexdigest(), url="https://example.org/f.json",
+                 mirror="x/f.recon.json.gz", mirror_path="x/f.recon.json",
+                 mirror_sha256=hashlib.sha256(body).hexdigest())
+    got = fetch_file(entry, tmp_path / "data", mirror=mirror, log=lambda *_: None)
+    assert got == tmp_path / "data" / "x" / "f.recon.json" and got.read_bytes() == body
+    assert not (tmp_path / "data" / "x" / "f.json").exists()
+    # the official file, once present, is preferred; a wrong stand-in hash is refused
+    (tmp_path / "data" / "x" / "f.json").write_bytes(canonical)
+    assert fetch_file(entry, tmp_path / "data", mirror=mirror, log=lambda *_: None).name == "f.json"
+    with pytest.raises(DataError, match="expected sha256"):
+        fetch_file(dict(entry, mirror_sha256="0" * 64), tmp_path / "other", mirror=mirror, log=lambda *_: None)

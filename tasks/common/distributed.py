@@ -39,6 +39,14 @@ class Context:
         dist.all_reduce(t)
         return dict(zip(keys, t.tolist()))
 
+    def gather(self, obj):
+        """[every rank's obj] (picklable), in rank order, on every rank; [obj] in a single process."""
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
     def barrier(self):
         if self.distributed:
             dist.barrier()

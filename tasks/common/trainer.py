@@ -18,6 +18,7 @@ A task is an object with:
     objective_scale(batch)           -> optional: the loss that is optimised is step()'s mean loss
                                         times this (e.g. summed over time steps); reporting stays
                                         per item
+    summary(history)                 -> optional: extra result.json keys from the epochs' entries
 
 `fit` owns seeding and resumable RNG state, the optimiser and LR schedule, gradient clipping,
 mixed precision (`precision=bf16|fp16` autocast), the non-finite-loss stop, early stopping
@@ -211,6 +212,8 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                   precision=cfg.precision,
                   commit=git_commit(), device=str(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])
+    if hasattr(task, "summary"):
+        result.update(task.summary(state["history"]))
     if ctx.is_main:
         write_json_atomic(result, out_dir / "result.json")
     logger.summary(**final, best_epoch=state["best_epoch"])

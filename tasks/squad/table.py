@@ -1,0 +1,102 @@
+"""Run Table 2's rows and/or collect them: python -m tasks.squad.table [--profile smoke|speed|full] [--collect-only].
+
+Rows come from configs/squad/table2.yaml; each is one run of `python -m tasks.squad.train model=<kind>
+model.layers=<n>`, so the same rows also run as one Hydra sweep (e.g. on SLURM:
+`-m hydra/launcher=slurm model=sru model.layers=3,4,5,6`), then --collect-only.
+Writes results/table2.md and results/table2.json (dev predictions: each row's `predictions` file).
+profile=speed trains each full-size model for one epoch on a slice of the data and extrapolates the
+seconds per epoch to the full 87,599 training questions (labelled "extrapolated").
+"""
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from tasks.common.results import run_entry_point, table_arg_parser, write_table
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = ROOT / "configs" / "squad" / "table2.yaml"
+FULL_TRAIN_QUESTIONS = 87_599
+HIDDEN = 128  # every row's configured hidden size per direction (the run name carries it)
+COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
+           ("params w/o emb. (M)", "params_m", ".3f"), ("dev EM", "em", ".1f"), ("dev F1", "f1", ".1f"),
+           ("paper EM", "paper_em", None), ("paper F1", "paper_f1", None), ("s/epoch", "sec_per_epoch", ".1f"),
+           ("RNN s/epoch", "rnn_sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("device", "device", None)]
+SPEED_COLUMNS = [("full epoch s (extrapolated)", "full_epoch_sec_extrapolated", ".0f"),
+                 ("RNN s (extrapolated)", "full_epoch_rnn_sec_extrapolated", ".0f")]
+KEYS = ["model", "layers", "hidden", "params", "params_without_embeddings", "sec_per_epoch", "rnn_sec_per_epoch",
+        "epochs", "profile", "vectors", "features", "tokenizer", "predictions", "train_used", "dev_questions",
+        "train_align_exact", "dev_align_exact", "rebuilt_data", "device", "precision", "commit"]
+
+
+def row_name(row, profile):
+    """The run name (and directory) of a row, as configs/squad/config.yaml builds it."""
+    return f"{row['model']}-{row['layers']}x{HIDDEN}-{profile}"
+
+
+def notes(table, profile):
+    r = table[0]
+    source = ("rebuilt from the official explorer pages (dev texts and ids official; about 2% of train "
+              "answer_starts recomputed), see ../shared/data/squad/SOURCE.md" if r["rebuilt_data"] else "official JSON")
+    lines = [f"- Data: SQuAD v1.1 {source}; {r['train_used']:,} training questions used, "
+             f"{r['dev_questions']:,} dev questions scored.",
+             f"- Vectors: {r['vectors']}" + (" (substitute: the paper uses GloVe 840B 300d)"
+                                             if "840B" not in str(r["vectors"]) else "") + ".",
+             f"- Features: {', '.join(r['features'])}" + ("" if "pos" in r["features"] else
+                                                          " (no POS/NER: spacy.blank has no tagger; the paper uses "
+                                                          "both)") + f"; tokenizer: spaCy {r['tokenizer']}.",
+             f"- Token spans reproduce {100 * r['dev_align_exact']:.2f}% of the dev gold answers exactly "
+             f"({100 * r['train_align_exact']:.2f}% of train).",
+             "- EM/F1: the official v1.1 semantics (tasks/squad/evaluate.py), best dev-F1 epoch; "
+             "each row's predictions file is in the official {id: answer} format.",
+             "- s/epoch: training only, median over epochs; RNN s/epoch: time inside the two bi-RNN encoders, "
+             "forward and backward (tasks/squad/model.py RNNClock). Paper (GTX 1070): RNN ~523 s LSTM vs ~88 s "
+             "SRU; total ~700 s vs ~200 s.",
+             "- Settings beside the paper's and the authors' code: docs/fidelity.md (Table 2)."]
+    if profile == "speed":
+        lines.append(f"- profile=speed: one epoch of each full-size model on {r['train_used']:,} questions; "
+                     f"the full-epoch columns are extrapolated linearly to {FULL_TRAIN_QUESTIONS:,} questions, "
+                     f"not measured. EM/F1 after one slice epoch mean nothing.")
+    return "\n".join(lines)
+
+
+def collect(rows, profile, out_dir, outputs):
+    table = []
+    for row in rows:
+        path = Path(outputs) / row_name(row, profile) / "result.json"
+        if not path.exists():
+            sys.exit(f"error: {path} is missing: run the row first (python -m tasks.squad.table --profile {profile})")
+        result = json.loads(path.read_text())
+        entry = dict({k: result[k] for k in KEYS}, em=result["dev_em"], f1=result["dev_f1"],
+                     paper_em=row.get("paper_em"), paper_f1=row.get("paper_f1"), paper_source=row.get("paper_source"),
+                     params_m=result["params_without_embeddings"] / 1e6)
+        if profile == "speed":
+            scale = FULL_TRAIN_QUESTIONS / result["train_used"]
+            entry.update(full_epoch_sec_extrapolated=result["sec_per_epoch"] * scale,
+                         full_epoch_rnn_sec_extrapolated=result["rnn_sec_per_epoch"] * scale)
+        table.append(entry)
+    title = "Table 2: SQuAD v1.1 dev EM / F1, DrQA reader with bi-LSTM or bi-SRU"
+    if profile == "speed":
+        title += " -- SPEED RUN: full-size models, one epoch on a slice; EM/F1 not comparable with the paper"
+    smoke = "a few hundred questions, hidden / 4, 2 epochs" if profile == "smoke" else False
+    columns = COLUMNS + (SPEED_COLUMNS if profile == "speed" else [])
+    text = write_table(table, columns, title, out_dir, "table2", smoke, notes=notes(table, profile))
+    print(text)
+    return table
+
+
+def main(argv=None):
+    args = table_arg_parser(__doc__, ROOT, "squad", "table2", "rows",
+                            profiles=("full", "smoke", "speed")).parse_args(argv)
+    rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
+    if not args.collect_only:
+        for row in rows:
+            out_dir = Path(args.outputs) / row_name(row, args.profile)
+            run_entry_point("tasks.squad.train", [f"model={row['model']}", f"model.layers={row['layers']}",
+                                                  f"profile={args.profile}", f"out_dir={out_dir}", *args.extra], ROOT)
+    collect(rows, args.profile, args.out, args.outputs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Table 2 (SQuAD): the official metric, span decoding, token offsets, padding invariance, the smoke
+table through the real entry point, and clear errors for bad input."""
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tasks.common.data import DataError, ensure_dataset
+from tasks.squad import data
+from tasks.squad.evaluate import evaluate, exact_match_score, f1_score, golds_of, normalize_answer, score
+from tasks.squad.model import DocReader, decode
+from helpers import MIRROR, mirror_has, needs_data, result_of, run_module
+
+needs_squad = needs_data("squad", "squad")
+QUIET = dict(log=lambda *_: None)
+
+
+def no_progress(iterable, **_):
+    return iterable
+
+
+# ---- the official metric --------------------------------------------------------------------------
+
+def test_normalisation_strips_case_punctuation_articles_and_spaces():
+    assert normalize_answer("  The  Denver-Broncos!  ") == "denverbroncos"
+    assert normalize_answer("an apple, a pear and THE plum.") == "apple pear and plum"
+    assert normalize_answer("Theory of a thesis") == "theory of thesis"   # 'the' only as a whole word
+
+
+def test_exact_match_and_f1_on_hand_made_cases():
+    assert exact_match_score("the Eiffel Tower", "Eiffel tower.") == 1.0
+    assert f1_score("Eiffel Tower in Paris", "the Eiffel Tower") == pytest.approx(2 * 0.5 * 1.0 / 1.5)
+    assert f1_score("Paris", "London") == 0.0
+    assert f1_score("a", "the") == 0.0                   # both normalise to nothing: no common token
+    assert exact_match_score("a", "the") == 1.0          # ... but they are equal strings (as officially)
+    assert score("", ["Denver Broncos"]) == (0.0, 0.0)   # an empty prediction scores zero
+    # the maximum over several golds, for EM and F1 separately
+    assert score("Denver", ["Denver Broncos", "the Broncos", "Denver"]) == (1.0, 1.0)
+    em, f1 = score("Broncos team", ["Denver Broncos", "Broncos"])
+    assert em == 0.0 and f1 == pytest.approx(2 / 3)
+
+
+def test_dataset_scores_average_over_every_question_and_missing_ones_score_zero():
+    golds = {"q1": ["Denver Broncos"], "q2": ["1990s", "the 1990s"], "q3": ["Paris"]}
+    got = evaluate(golds, {"q1": "the Denver Broncos", "q2": "1990s", "unknown": "x"})
+    assert got["exact_match"] == pytest.approx(200 / 3)
+    assert got["f1"] == pytest.approx(200 / 3)
+
+
+# ---- spans -----------------------------------------------------------------------------------------
+
+def test_token_span_maps_characters_onto_tokens():
+    offsets = np.array([(0, 3), (4, 9), (10, 12), (12, 13)])       # "The Super Bowl 50."-like
+    assert data.token_span(offsets, 4, 9) == (1, 1)
+    assert data.token_span(offsets, 4, 12) == (1, 2)
+    assert data.token_span(offsets, 5, 7) == (1, 1)                   # inside a token: that token
+    assert data.token_span(offsets, 13, 15) is None                    # past the text
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_decoded_spans_are_the_best_allowed_pair(seed):
+    g = torch.Generator().manual_seed(seed)
+    start, end = torch.randn(6, 40, generator=g) * 3, torch.randn(6, 40, generator=g) * 3
+    start[:, 30:] = end[:, 30:] = float("-inf")                        # padding
+    s, e, p = decode(start, end, max_span=15)
+    assert ((s <= e) & (e - s < 15) & (e < 30)).all(), f"seed {seed}"
+    ps, pe = start.softmax(1), end.softmax(1)
+    for b in range(6):   # brute force over every allowed pair
+        best = max((ps[b, i] * pe[b, j]).item() for i in range(40) for j in range(i, min(i + 15, 40)))
+        assert p[b].item() == pytest.approx(best, rel=1e-6), f"seed {seed}, example {b}"
+        assert (ps[b, s[b]] * pe[b, e[b]]).item() == pytest.approx(best, rel=1e-6)
+
+
+@needs_squad
+def test_token_offsets_reproduce_the_dev_answers(tmp_path, capsys, monkeypatch):
+    files, _ = data.squad_files(tmp_path / "data", **QUIET)
+    dev = data.preprocess(files["dev"], "blank", None, tmp_path / "cache", no_progress, **QUIET)
+    assert len(dev["questions"]) == 10570
+    exact = total = 0
+    for q in dev["questions"]:
+        context, offsets = dev["contexts"][q["context"]], dev["context_tokens"][q["context"]]["offsets"]
+        for (start, text), span, is_exact in zip(q["answers"], q["spans"], q["exact"]):
+            total += 1
+            assert span is not None and span[0] <= span[1], q["id"]
+            covered = context[offsets[span[0], 0]:offsets[span[1], 1]]
+            assert text in covered, (q["id"], text, covered)           # the span always covers the answer
+            if is_exact:
+                exact += 1
+                assert covered == text, q["id"]
+    share = exact / total
+    with capsys.disabled():
+        print(f"\n  SQuAD dev: token spans reproduce {exact:,} of {total:,} gold answers exactly ({100 * share:.2f}%)")
+    assert share > 0.97
+    # the cache is keyed by the inputs: the same call reads it, a different limit tokenises again
+    monkeypatch.setattr(data, "tokenize", lambda *a: pytest.fail("tokenised again despite the cache"))
+    again = data.preprocess(files["dev"], "blank", None, tmp_path / "cache", no_progress, **QUIET)
+    assert [q["spans"] for q in again["questions"]] == [q["spans"] for q in dev["questions"]]
+    with pytest.raises(pytest.fail.Exception, match="tokenised again"):
+        data.preprocess(files["dev"], "blank", 10, tmp_path / "cache", no_progress, **QUIET)
+
+
+# ---- the model: padding and batch composition change nothing ----------------------------------------
+
+@pytest.fixture(scope="module")
+def dev_slice(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("squad")
+    files, _ = data.squad_files(tmp / "data", **QUIET)
+    dev = data.preprocess(files["dev"], "blank", 300, tmp / "cache", no_progress, **QUIET)
+    itos, vectors, lowercase = data.build_vocab(dev, dev, "glove-6b-50d")
+    paragraphs, questions = data.encode(dev, {w: i for i, w in enumerate(itos)}, lowercase, {}, {})
+    return dev, itos, vectors, paragraphs, questions
+
+
+def reader(kind, itos, vectors, seed):
+    cfg = OmegaConf.load(f"configs/squad/model/{kind}.yaml").model
+    cfg.layers = 2
+    args = dict(vocab_size=len(itos), dim=vectors.shape[1], tuned=30, hidden=16, max_span=15, use_pos=False,
+                use_ner=False, pos_size=1, ner_size=1)
+    torch.manual_seed(seed)
+    return DocReader(cfg, args, vectors).eval()
+
+
+@needs_squad
+@pytest.mark.parametrize("kind", ["sru", "lstm"])
+def test_predictions_do_not_depend_on_batch_size_or_padding(dev_slice, kind):
+    dev, itos, vectors, paragraphs, questions = dev_slice
+    model = reader(kind, itos, vectors, seed=3)
+    lengths = [len(paragraphs[q["context"]]["ids"]) for q in dev["questions"]]
+    order = np.argsort(lengths)
+    picked = [int(order[0]), int(order[len(order) // 2]), int(order[-1]), int(order[1])]  # short, mid, longest
+    assert lengths[picked[0]] < lengths[picked[2]] and len({len(questions[i]["ids"]) for i in picked}) > 1
+    with torch.no_grad():
+        batched = model(data.make_batch(picked, dev, paragraphs, questions, False))
+        for row, i in enumerate(picked):
+            alone = model(data.make_batch([i], dev, paragraphs, questions, False))
+            n = lengths[i]
+            for a, b in zip(alone, batched):
+                torch.testing.assert_close(b[row, :n], a[0, :n], rtol=1e-4, atol=1e-5,
+                                           msg=lambda m: f"{kind}, question {i} (length {n}), seed 3: {m}")
+                assert torch.isinf(b[row, n:]).all()                 # padded positions are never chosen
+            s1, e1, _ = decode(*alone, 15)
+            s2, e2, _ = decode(batched[0][row:row + 1], batched[1][row:row + 1], 15)
+            assert (s1.item(), e1.item()) == (s2.item(), e2.item())
+
+
+@needs_squad
+@pytest.mark.parametrize("kind", ["sru", "lstm"])
+def test_rnn_clock_times_forward_and_backward_of_the_encoders(dev_slice, kind):
+    dev, itos, vectors, paragraphs, questions = dev_slice
+    model = reader(kind, itos, vectors, seed=4).train()
+    batch = data.make_batch(list(range(8)), dev, paragraphs, questions, True)
+    start, end = model(batch)
+    forward = model.clock.seconds
+    assert forward > 0
+    (torch.nn.functional.cross_entropy(start, batch["start"]) + torch.nn.functional.cross_entropy(end, batch["end"])).backward()
+    assert model.clock._backward_start is None and model.clock.seconds > forward    # both marks fired
+    assert model.embedding.tuned.grad is not None                                   # gradients flow through
+    assert model.clock.take() > forward and model.clock.seconds == 0.0
+    with torch.no_grad():
+        model.eval()(batch)
+    assert model.clock.seconds == 0.0                                               # evaluation is not timed
+
+
+# ---- the real entry points ---------------------------------------------------------------------------
+
+TINY = ["profile.max_train_questions=64", "profile.max_dev_questions=32", "profile.epochs=1", "logger=none"]
+
+
+@needs_squad
+def test_smoke_table_through_the_entry_point(tmp_path):
+    proc = run_module("tasks.squad.table", "--profile", "smoke", "--out", str(tmp_path / "results"),
+                      "--outputs", str(tmp_path / "runs"), *TINY, f"data_dir={tmp_path / 'data'}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    rows = json.loads((tmp_path / "results" / "table2.json").read_text())
+    dev_file = tmp_path / "data" / "squad" / "dev-v1.1.recon.json"
+    dev_json = json.loads(dev_file.read_text())
+    assert [(r["model"], r["layers"]) for r in rows] == [("lstm", 3), ("sru", 3), ("sru", 4), ("sru", 5), ("sru", 6)]
+    for r in rows:
+        for key in ("model", "layers", "hidden", "params", "em", "f1", "sec_per_epoch", "rnn_sec_per_epoch",
+                    "profile", "vectors", "features", "predictions"):
+            assert r[key] is not None, key
+        assert r["profile"] == "smoke" and r["vectors"] == "glove-6b-50d" and "tf" in r["features"]
+        assert 0 < r["rnn_sec_per_epoch"] < r["sec_per_epoch"]
+        predictions = json.loads(open(r["predictions"]).read())
+        assert len(predictions) == 32 and all(isinstance(v, str) and v for v in predictions.values())
+        # the official-format file scores as the run reported
+        golds = {k: v for k, v in golds_of(dev_json).items() if k in predictions}
+        assert len(golds) == 32
+        got = evaluate(golds, predictions)
+        assert (got["exact_match"], got["f1"]) == (pytest.approx(r["em"]), pytest.approx(r["f1"]))
+    out = run_module("tasks.squad.evaluate", str(dev_file), rows[0]["predictions"])    # the official command line
+    assert out.returncode == 0 and set(json.loads(out.stdout)) == {"exact_match", "f1"}, out.stderr
+    golds_all = set(json.loads(open(rows[3]["predictions"]).read()))
+    md = (tmp_path / "results" / "table2.md").read_text()
+    assert "SMOKE RUN" in md and "69.5" in md and "80.2" in md and "glove-6b-50d" in md
+    # the best checkpoint rebuilds the model by itself
+    from tasks.common.checkpoint import load_model
+    best = tmp_path / "runs" / "sru-5x128-smoke" / "best.pt"
+    model, _ = load_model(best)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == rows[3]["params"]
+    # ... and answers questions from it alone, exactly as the run did
+    first = dev_json["data"][0]          # the 32 questions of the smoke dev set are the first article's first
+    first = dict(first, paragraphs=[dict(p, qas=[q for q in p["qas"] if q["id"] in golds_all])
+                                    for p in first["paragraphs"]])
+    small = tmp_path / "dev32.json"
+    small.write_text(json.dumps({"version": "1.1", "data": [first]}))
+    out = run_module("tasks.squad.predict", str(best), str(small), str(tmp_path / "again.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((tmp_path / "again.json").read_text()) == json.loads(open(rows[3]["predictions"]).read())
+
+
+@needs_squad
+def test_two_process_ddp_gathers_every_prediction_and_matches_one_process(tmp_path):
+    common = [*TINY, "device=cpu", "model.dropout=0", "model.rnn_dropout=0", "model.embed_dropout=0",
+              f"data_dir={tmp_path / 'data'}"]
+    one = result_of(run_module("tasks.squad.train", *common, f"out_dir={tmp_path / 'one'}"),
+                    tmp_path / "one" / "result.json")
+    two = result_of(run_module("tasks.squad.train", *common, f"out_dir={tmp_path / 'two'}",
+                               launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]),
+                    tmp_path / "two" / "result.json")
+    assert two["world_size"] == 2
+    a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["model"]
+    # Adamax's update is ~lr whatever the gradient's size, so summation-order noise shows at ~1e-6; the
+    # self-attention bias has a zero gradient in exact arithmetic (softmax ignores a shift): pure noise
+    for key in set(a) - {"question_attention.bias"}:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=lambda m: f"{key}: {m}")
+    assert len(json.loads((tmp_path / "two" / "predictions_dev.json").read_text())) == 32
+    assert two["dev_f1"] == pytest.approx(one["dev_f1"], abs=1e-6)
+
+
+# ---- bad input ----------------------------------------------------------------------------------------
+
+@mirror_has("squad")
+def test_missing_corrupt_and_malformed_data_give_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="not found in the mirror"):
+        ensure_dataset("squad", tmp_path / "a", mirror=tmp_path / "empty", **QUIET)
+    bad = tmp_path / "mirror" / "squad"
+    bad.mkdir(parents=True)
+    for f in (MIRROR / "squad").glob("*.gz"):
+        shutil.copy(f, bad / f.name)
+    with gzip.open(bad / "dev-v1.1.recon.json.gz", "wb") as f:
+        f.write(b'{"data": [], "version": "1.1"}')
+    with pytest.raises(DataError, match="expected sha256"):
+        ensure_dataset("squad", tmp_path / "b", mirror=tmp_path / "mirror", **QUIET)
+    malformed = tmp_path / "malformed.json"
+    malformed.write_text(json.dumps({"data": [{"title": "x", "paragraphs": [{"context": "c", "qas": [{"id": "1"}]}]}]}))
+    with pytest.raises(DataError, match="SQuAD v1.1 layout"):
+        data.read_squad(malformed)
+    malformed.write_text("{not json")
+    with pytest.raises(DataError, match="not readable JSON"):
+        data.read_squad(malformed)
+
+
+@pytest.mark.parametrize("override, message", [("model=gru", "model"), ("model.kind=gru", "model.kind"),
+                                               ("data.tokenizer=en_no_such_pipeline", "no spaCy pipeline"),
+                                               ("data.vectors=/no/such/vectors.txt", "vectors")])
+@needs_squad
+def test_bad_config_is_refused_with_a_clear_message(tmp_path, override, message):
+    proc = run_module("tasks.squad.train", *TINY, override, f"data_dir={tmp_path / 'data'}",
+                      f"out_dir={tmp_path / 'run'}")
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
