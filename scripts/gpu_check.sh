@@ -22,3 +22,5 @@ for p in fp32 bf16; do
   $py -m tasks.lm_ptb.train +row=sru-6x910 profile=smoke profile.epochs=2 precision=$p logger=none device=cuda \
     out_dir="$out/lm_$p" 2>&1 | grep -E "epoch +[0-9]+ \||test_ppl|error" | tee -a "$out/lm_precision.txt"
 done
+# Table 2 readers at full size on CUDA (synthetic SQuAD-shaped batches; no data or spaCy needed)
+$py -m tasks.squad.speed --device cuda 2>&1 | tee "$out/table2_speed.txt"

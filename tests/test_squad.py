@@ -119,7 +119,7 @@ def reader(kind, itos, vectors, seed):
     cfg = OmegaConf.load(f"configs/squad/model/{kind}.yaml").model
     cfg.layers = 2
     args = dict(vocab_size=len(itos), dim=vectors.shape[1], tuned=30, hidden=16, max_span=15, use_pos=False,
-                use_ner=False, pos_size=1, ner_size=1)
+                use_ner=False, pos_size=0, ner_size=0)
     torch.manual_seed(seed)
     return DocReader(cfg, args, vectors).eval()
 
@@ -163,6 +163,13 @@ def test_rnn_clock_times_forward_and_backward_of_the_encoders(dev_slice, kind):
     with torch.no_grad():
         model.eval()(batch)
     assert model.clock.seconds == 0.0                                               # evaluation is not timed
+
+
+def test_synthetic_speed_rows_time_a_full_training_step():
+    from tasks.squad.speed import time_row
+    r = time_row({"model": "sru", "layers": 2}, torch.device("cpu"), dim=20, steps=1, warmup=0, seed=0)
+    assert 0 < r["rnn_sec_per_step"] < r["sec_per_step"]
+    assert r["epoch_sec_extrapolated"] == pytest.approx(r["sec_per_step"] * 2738)
 
 
 # ---- the real entry points ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The DrQA document reader (Chen et al. 2017) with a bi-LSTM or bi-SRU encoder (Table 2).
 
-paragraph word -> [embedding; aligned question embedding; exact match x3, tf; POS, NER embeddings]
+paragraph word -> [embedding; aligned question embedding; exact match x3, tf; one-hot POS, NER]
                -> stacked bi-RNN                                  -> bilinear start / end pointers
 question word  -> embedding -> stacked bi-RNN -> self-attentive sum ----^
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sru import SRU
+from sru import SRUCell
 
 NUM_FEATURES = 4  # exact match (original, lowercase, lemma) and term frequency
 
@@ -42,8 +42,9 @@ class StackedBiRNN(nn.Module):
     """DrQA's stacked bidirectional encoder, padding masked.
 
     lstm: one nn.LSTM per layer over packed sequences, dropout on every layer's input (DrQA).
-    sru:  sru.SRU's layers with mask_pad: dropout inside the highway, variational rnn_dropout on each
-          layer's input (the authors' SRU reader), no extra dropout between layers.
+    sru:  one bidirectional SRUCell per layer with mask_pad, each with `dropout` inside its highway
+          and variational rnn_dropout on its input, no other dropout between layers (the authors'
+          SRU reader: separate cells, so unlike sru.SRU the top layer has highway dropout too).
     concat_layers: the output is every layer's output side by side (DrQA), else the top layer's.
     Then dropout on the output (DrQA's dropout_rnn_output)."""
 
@@ -55,8 +56,9 @@ class StackedBiRNN(nn.Module):
             self.layers = nn.ModuleList(nn.LSTM(input_size if i == 0 else 2 * hidden, hidden, bidirectional=True)
                                         for i in range(layers))
         elif kind == "sru":
-            self.layers = SRU(input_size, hidden, num_layers=layers, dropout=dropout, rnn_dropout=rnn_dropout,
-                              bidirectional=True, use_tanh=use_tanh, highway_bias=highway_bias).layers
+            self.layers = nn.ModuleList(
+                SRUCell(input_size if i == 0 else 2 * hidden, hidden, dropout=dropout, rnn_dropout=rnn_dropout,
+                        bidirectional=True, use_tanh=use_tanh, highway_bias=highway_bias) for i in range(layers))
         else:
             raise ValueError(f"model.kind={kind!r}: expected 'lstm' or 'sru'")
         self.output_size = 2 * hidden * (layers if concat_layers else 1)
@@ -144,9 +146,10 @@ class DocReader(nn.Module):
         self.embedding = PartlyTunedEmbedding(vectors, min(a["tuned"], a["vocab_size"]))
         dim, self.embed_dropout, self.max_span = a["dim"], cfg.embed_dropout, a["max_span"]
         self.aligned = AlignedQuestionEmbedding(dim)
-        self.pos = nn.Embedding(a["pos_size"], cfg.pos_dim, padding_idx=0) if a["use_pos"] else None
-        self.ner = nn.Embedding(a["ner_size"], cfg.ner_dim, padding_idx=0) if a["use_ner"] else None
-        doc_input = 2 * dim + NUM_FEATURES + (cfg.pos_dim if self.pos else 0) + (cfg.ner_dim if self.ner else 0)
+        # POS / NER as one-hot features over the training set's tags (the authors' code); ids 0
+        # (padding) and 1 (a tag unseen in training) are all-zero
+        self.tags = {k: a[f"{k}_size"] - 2 for k in ("pos", "ner") if a[f"use_{k}"]}
+        doc_input = 2 * dim + NUM_FEATURES + sum(self.tags.values())
         sru_options = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh,
                            highway_bias=cfg.highway_bias) if cfg.kind == "sru" else {}
         self.doc_rnn = StackedBiRNN(cfg.kind, doc_input, a["hidden"], cfg.layers, cfg.dropout, cfg.concat_layers,
@@ -164,8 +167,7 @@ class DocReader(nn.Module):
         doc = F.dropout(self.embedding(b["doc"]), self.embed_dropout, self.training)
         question = F.dropout(self.embedding(b["question"]), self.embed_dropout, self.training)
         parts = [doc, self.aligned(doc, question, b["question_mask"]), b["doc_features"].to(doc.dtype)]
-        parts += [self.pos(b["doc_pos"])] if self.pos is not None else []
-        parts += [self.ner(b["doc_ner"])] if self.ner is not None else []
+        parts += [F.one_hot(b[f"doc_{k}"], n + 2)[..., 2:].to(doc.dtype) for k, n in self.tags.items()]
         doc_hidden, question_hidden = self.encode(torch.cat(parts, dim=2), b["doc_mask"], question,
                                                   b["question_mask"])
         weights = masked_softmax(self.question_attention(question_hidden).squeeze(2), b["question_mask"])

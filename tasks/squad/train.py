@@ -65,8 +65,8 @@ class ReadingTask:
         self.vocab = dict(words=itos, pos=list(self.tags["pos"]), ner=list(self.tags["ner"]), lowercase=lowercase)
         self.model_args = dict(vocab_size=len(itos), dim=int(self.vectors.shape[1]), tuned=d.tune_partial + 2,
                                hidden=hidden, max_span=d.max_span, use_pos="pos" in features,
-                               use_ner="ner" in features, pos_size=max(len(self.tags["pos"]), 1),
-                               ner_size=max(len(self.tags["ner"]), 1))
+                               use_ner="ner" in features, pos_size=len(self.tags["pos"]),
+                               ner_size=len(self.tags["ner"]))
         self.info = dict(features=features, vectors=d.vectors, tokenizer=d.tokenizer, rebuilt_data=rebuilt,
                          lowercase=lowercase, vocab=len(itos), train_questions=len(train["questions"]),
                          train_used=len(self.train_ids), dev_questions=len(dev["questions"]),
