@@ -6,6 +6,7 @@ Tokenisation is the slow part, so each split is tokenised once and cached under
 the question limit and this module's CACHE_VERSION; change any of them and it is redone.
 """
 import hashlib
+import importlib.metadata
 import json
 import os
 import pickle
@@ -105,16 +106,27 @@ def token_span(offsets, start, end):
     return (first, last) if first <= last and first < len(offsets) else None
 
 
+def pipeline_version(tokenizer):
+    """The version that keys the cache: spaCy's for `blank`, else the installed pipeline's (read
+    from package metadata: importing spaCy costs seconds and a cache hit needs none of it)."""
+    try:
+        return importlib.metadata.version("spacy" if tokenizer == "blank" else tokenizer)
+    except importlib.metadata.PackageNotFoundError:
+        if tokenizer == "blank":
+            raise UserError("spaCy is not installed: pip install -r requirements.txt") from None
+        raise UserError(f"data.tokenizer={tokenizer!r}: no spaCy pipeline of that name is installed; install it "
+                        f"(python -m spacy download {tokenizer}) or use data.tokenizer=blank") from None
+
+
 def preprocess(path, tokenizer, limit, cache_dir, progress, log=print):
     """A split tokenised, with each answer's token span; cached when cache_dir is given (see the
-    module docstring)."""
-    import spacy
-    nlp, features = load_tokenizer(tokenizer)
-    key = json.dumps([sha256(path), tokenizer, spacy.__version__, nlp.meta.get("version"), limit, CACHE_VERSION])
+    module docstring). spaCy loads only when the cache misses."""
+    key = json.dumps([sha256(path), tokenizer, pipeline_version(tokenizer), limit, CACHE_VERSION])
     cache = Path(cache_dir or ".") / f"{Path(path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
     if cache_dir and cache.exists():
         with open(cache, "rb") as f:
             return pickle.load(f)
+    nlp, features = load_tokenizer(tokenizer)
     contexts, questions = read_squad(path, limit)
     log(f"tokenising {len(contexts):,} paragraphs and {len(questions):,} questions of {path} with spaCy "
         f"({tokenizer})" + (f"; cached in {cache}" if cache_dir else ""))

@@ -44,13 +44,12 @@ class ReadingTask:
     def __init__(self, cfg, ctx):
         self.cfg, d, p = cfg, cfg.data, cfg.profile
         files, rebuilt = data.squad_files(cfg.data_dir, log=self.say if ctx.is_main else lambda *_: None)
-        cache = f"{cfg.data_dir}/squad/cache"
-        if ctx.is_main:  # tokenise once; the other ranks then read the cache
-            for split, limit in (("train", p.max_train_questions), ("dev", p.max_dev_questions)):
-                data.preprocess(files[split], d.tokenizer, limit, cache, ctx.progress, self.say)
+        cache, limits = f"{cfg.data_dir}/squad/cache", dict(train=p.max_train_questions, dev=p.max_dev_questions)
+        load = lambda: {s: data.preprocess(files[s], d.tokenizer, n, cache, ctx.progress, self.say)
+                        for s, n in limits.items()}
+        self.splits = load() if ctx.is_main else None   # tokenise once; the other ranks then read the cache
         ctx.barrier()
-        self.splits = {s: data.preprocess(files[s], d.tokenizer, limit, cache, ctx.progress, self.say)
-                       for s, limit in (("train", p.max_train_questions), ("dev", p.max_dev_questions))}
+        self.splits = self.splits or load()
         train, dev = self.splits["train"], self.splits["dev"]
         itos, self.vectors, lowercase = data.build_vocab(train, dev, d.vectors)
         stoi = {w: i for i, w in enumerate(itos)}
