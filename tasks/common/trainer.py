@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from tasks.common import checkpoint
+from tasks.common import checkpoint, distributed
 from tasks.common.harness import Logger, check_finite, decayed_lr, git_commit, seed_everything, write_json_atomic
 
 OPTIMIZERS = dict(sgd=torch.optim.SGD, adam=torch.optim.Adam, adamax=torch.optim.Adamax, adamw=torch.optim.AdamW)
@@ -220,3 +220,17 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     logger.finish()
     run.say(f"{name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in final.items()) + f" -> {out_dir}/result.json")
     return result
+
+
+def run(cfg, validate_config, make_task):
+    """A single-task entry point's train(cfg): join the run (DDP when launched so), check the config
+    (validate_config(cfg, world_size)), build the task (make_task(cfg, ctx)) and fit it, grouped in
+    W&B by the table and tagged by model, depth and profile."""
+    ctx = distributed.init(cfg.device)
+    try:
+        validate_config(cfg, ctx.world_size)
+        task, m = make_task(cfg, ctx), cfg.model
+        return fit(task, cfg, cfg.out_dir, ctx, cfg.seed, cfg.run_name, group=cfg.table,
+                   tags=[m.kind, f"{m.layers}-layers", cfg.profile.name])
+    finally:
+        distributed.shutdown()

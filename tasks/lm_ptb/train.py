@@ -10,10 +10,9 @@ import hydra
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from tasks.common import distributed
 from tasks.common.harness import check_config, exit_on_user_error
 from tasks.common.models import RNN_KINDS
-from tasks.common.trainer import fit, trainer_checks
+from tasks.common.trainer import run, trainer_checks
 from tasks.lm_ptb.data import batchify, load_ptb
 from tasks.lm_ptb.model import RNNLM, build_model
 
@@ -89,15 +88,7 @@ class LanguageModelTask:
 
 
 def train(cfg: DictConfig):
-    ctx = distributed.init(cfg.device)
-    try:
-        validate_config(cfg, ctx.world_size)
-        task = LanguageModelTask(cfg, ctx)
-        m = cfg.model
-        return fit(task, cfg, cfg.out_dir, ctx, cfg.seed, cfg.run_name, group=cfg.table,
-                   tags=[m.kind, f"{m.layers}-layers", cfg.profile.name])
-    finally:
-        distributed.shutdown()
+    return run(cfg, validate_config, LanguageModelTask)
 
 
 @hydra.main(config_path="../../configs/lm_ptb", config_name="config", version_base="1.3")

@@ -11,7 +11,6 @@ the same thing on real data.
 """
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F

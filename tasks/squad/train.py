@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from tasks.common import distributed
 from tasks.common.harness import check_config, exit_on_user_error, write_json_atomic
 from tasks.common.models import RNN_KINDS
-from tasks.common.trainer import fit, trainer_checks
+from tasks.common.trainer import run, trainer_checks
 from tasks.squad import data
 from tasks.squad.evaluate import evaluate as squad_scores
 from tasks.squad.model import build_model
@@ -130,15 +129,7 @@ class ReadingTask:
 
 
 def train(cfg: DictConfig):
-    ctx = distributed.init(cfg.device)
-    try:
-        validate_config(cfg, ctx.world_size)
-        task = ReadingTask(cfg, ctx)
-        m = cfg.model
-        return fit(task, cfg, cfg.out_dir, ctx, cfg.seed, cfg.run_name, group=cfg.table,
-                   tags=[m.kind, f"{m.layers}-layers", cfg.profile.name])
-    finally:
-        distributed.shutdown()
+    return run(cfg, validate_config, ReadingTask)
 
 
 @hydra.main(config_path="../../configs/squad", config_name="config", version_base="1.3")
