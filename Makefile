@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_OUT ?= results/bench
 
-.PHONY: install test bench gpu-check data table1 table2 table3 clean
+.PHONY: install test bench gpu-check data table1 table2 table3 table4 clean
 profile ?= full
 ARGS ?=
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest -q -rs tests   # -rs: every skip says why
+	$(BIN)/python -m pytest -q -rs -n 2 tests   # -rs: every skip says why; -n 2: both cores
 
 bench: install
 	$(BIN)/python -m sru.bench --out $(BENCH_OUT)
@@ -41,6 +41,12 @@ table2: install
 # make table3 profile=smoke  -> minutes on a CPU;  ARGS="resume=true logger=none" to pass overrides
 table3: install
 	$(BIN)/python -m tasks.lm_ptb.table --profile $(profile) $(ARGS)
+
+# Table 4 (En->De translation): every row of configs/nmt/table4.yaml, then results/table4.{md,json} and each
+# row's test translations. Multi30k by default; ARGS="data=wmt14 data.path=/dir/of/stanford/files" for WMT'14.
+# profile=smoke -> minutes on a CPU; profile=speed -> full widths, one epoch on a slice, extrapolated
+table4: install
+	$(BIN)/python -m tasks.nmt.table --profile $(profile) $(ARGS)
 
 gpu-check: install
 	bash scripts/gpu_check.sh

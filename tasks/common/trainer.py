@@ -74,6 +74,8 @@ class Run:
 
 
 def _fmt(v):
+    if not isinstance(v, (int, float)):
+        return str(v)
     return f"{v:.2f}" if abs(v) >= 100 else f"{v:.4g}"
 
 
@@ -220,6 +222,23 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     logger.finish()
     run.say(f"{name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in final.items()) + f" -> {out_dir}/result.json")
     return result
+
+
+def entry_point(task, validate_config, make_task):
+    """(train, main) of a single-task module: train(cfg) runs it (see `run`); main() is its Hydra
+    command line over configs/<task>/config.yaml, bad input ending in one clear line."""
+    import functools
+
+    import hydra
+
+    from tasks.common.harness import exit_on_user_error
+    train = functools.partial(run, validate_config=validate_config, make_task=make_task)
+    configs = Path(__file__).resolve().parents[2] / "configs" / task
+
+    @hydra.main(config_path=str(configs), config_name="config", version_base="1.3")
+    def main(cfg):
+        exit_on_user_error(train, cfg)
+    return train, main
 
 
 def run(cfg, validate_config, make_task):

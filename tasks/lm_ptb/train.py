@@ -6,13 +6,11 @@ perplexity, self-contained), result.json, train.log.
 """
 import math
 
-import hydra
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
-from tasks.common.harness import check_config, exit_on_user_error
+from tasks.common.harness import check_config
 from tasks.common.models import RNN_KINDS
-from tasks.common.trainer import run, trainer_checks
+from tasks.common.trainer import entry_point, trainer_checks
 from tasks.lm_ptb.data import batchify, load_ptb
 from tasks.lm_ptb.model import RNNLM, build_model
 
@@ -87,14 +85,7 @@ class LanguageModelTask:
         return dict(train_loss=mean_loss, train_ppl=math.exp(mean_loss))
 
 
-def train(cfg: DictConfig):
-    return run(cfg, validate_config, LanguageModelTask)
-
-
-@hydra.main(config_path="../../configs/lm_ptb", config_name="config", version_base="1.3")
-def main(cfg: DictConfig):
-    exit_on_user_error(train, cfg)
-
+train, main = entry_point("lm_ptb", validate_config, LanguageModelTask)
 
 if __name__ == "__main__":
     main()

@@ -5,15 +5,13 @@ split over the ranks). Writes to out_dir: last.pt (every epoch, atomic), best.pt
 its vocabulary and config), predictions_dev.json (the official {question_id: answer} format, from
 the best weights at the end), result.json, train.log.
 """
-import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
-from tasks.common.harness import check_config, exit_on_user_error, write_json_atomic
+from tasks.common.harness import check_config, write_json_atomic
 from tasks.common.models import RNN_KINDS
-from tasks.common.trainer import run, trainer_checks
+from tasks.common.trainer import entry_point, trainer_checks
 from tasks.squad import data
 from tasks.squad.evaluate import evaluate as squad_scores
 from tasks.squad.model import build_model
@@ -128,14 +126,7 @@ class ReadingTask:
                     predictions=f"{self.cfg.out_dir}/predictions_dev.json")
 
 
-def train(cfg: DictConfig):
-    return run(cfg, validate_config, ReadingTask)
-
-
-@hydra.main(config_path="../../configs/squad", config_name="config", version_base="1.3")
-def main(cfg: DictConfig):
-    exit_on_user_error(train, cfg)
-
+train, main = entry_point("squad", validate_config, ReadingTask)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,105 @@
+"""Run Table 4's rows and/or collect them: python -m tasks.nmt.table [--profile smoke|speed|full] [--collect-only].
+
+Rows come from configs/nmt/table4.yaml; each is one run of `python -m tasks.nmt.train model=<kind>
+model.layers=<n> model.input_feed=<bool>` (a Hydra sweep runs the same, e.g. on SLURM). Writes
+results/table4.md and results/table4.json; each row's detokenised test translations and references
+are the files named in its `hypotheses` and `references`. profile=speed trains each full-width model
+for one epoch on 640 pairs and extrapolates the epoch to the whole corpus (labelled), with the
+marginal cost of one more layer, LSTM vs SRU (the paper: ~23 vs ~4 minutes per epoch on WMT'14).
+"""
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from tasks.common.results import run_entry_point, table_arg_parser, write_table
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = ROOT / "configs" / "nmt" / "table4.yaml"
+FULL_PAIRS = {"multi30k": 29_000, "wmt14": 4_500_966}
+COLUMNS = [("model", "model", None), ("layers", "layers", None), ("input feed", "input_feed", None),
+           ("params (M)", "params_m", ".2f"), ("w/o emb. (M)", "params_no_emb_m", ".2f"),
+           ("valid ppl", "valid_ppl", ".2f"), ("sacreBLEU", "bleu", ".2f"), ("tok. BLEU", "bleu_tok", ".2f"),
+           ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("data", "data", None)]
+SPEED_COLUMNS = [("full epoch s (extrapolated)", "full_epoch_sec_extrapolated", ".0f")]
+KEYS = ["model", "layers", "input_feed", "params", "params_no_emb", "valid_ppl", "bleu", "bleu_tok",
+        "sacrebleu_signature", "sec_per_epoch", "epochs", "profile", "data", "hypotheses", "references", "train_pairs",
+        "beam", "device", "precision", "commit"]
+
+
+def rows_for(profile):
+    rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
+    return [r for r in rows if profile in r.get("profiles", [profile])]
+
+
+def row_name(row, profile, data="multi30k"):
+    """The run name (and directory) of a row, as configs/nmt/config.yaml builds it."""
+    return f"{row['model']}-{row['layers']}x500-feed{row['input_feed']}-{data}-{profile}"
+
+
+def marginal_layer_costs(table):
+    """Seconds per epoch of one more layer: LSTM from its 2 and 3 layer rows, SRU from 3 to 10 layers."""
+    t = {(r["model"], r["layers"]): r["full_epoch_sec_extrapolated"] for r in table if not r["input_feed"]}
+    lstm = t[("lstm", 3)] - t[("lstm", 2)] if ("lstm", 3) in t and ("lstm", 2) in t else None
+    sru = (t[("sru", 10)] - t[("sru", 3)]) / 7 if ("sru", 10) in t and ("sru", 3) in t else None
+    return lstm, sru
+
+
+def notes(table, profile):
+    r = table[0]
+    lines = [f"- Data: {r['data']} ({r['train_pairs']:,} training pairs used)" +
+             ("; the paper's Table 4 is WMT'14 newstest2014, so its BLEU is not comparable with these rows."
+              if r["data"] != "wmt14" else "."),
+             f"- BLEU: sacreBLEU on detokenised output ({r['sacrebleu_signature']}) and tokenised BLEU on the "
+             f"Moses-tokenised references (multi-bleu.perl's, via sacreBLEU tokenize=none); beam {r['beam']}. "
+             f"Valid perplexity picks the epoch.",
+             "- s/epoch: training only, median over epochs. Settings beside OpenNMT's and the paper's: "
+             "docs/fidelity.md (Table 4)."]
+    if profile == "speed":
+        lstm, sru = marginal_layer_costs(table)
+        lines.append(f"- profile=speed: one epoch of each full-width model on {r['train_pairs']:,} pairs, extrapolated "
+                     f"linearly to {FULL_PAIRS[r['data']]:,} pairs (not measured). Translation quality after it means nothing.")
+        if lstm is not None and sru is not None:
+            lines.append(f"- One more layer costs {lstm:.0f} s/epoch for the LSTM and {sru:.0f} s/epoch for the SRU "
+                         f"(ratio {lstm / sru:.1f}x; the paper: ~23 vs ~4 min on WMT'14, ~5.8x), extrapolated.")
+    return "\n".join(lines)
+
+
+def collect(rows, profile, out_dir, outputs, data="multi30k"):
+    table = []
+    for row in rows:
+        path = Path(outputs) / row_name(row, profile, data) / "result.json"
+        if not path.exists():
+            sys.exit(f"error: {path} is missing: run the row first (python -m tasks.nmt.table --profile {profile})")
+        result = json.loads(path.read_text())
+        entry = dict({k: result.get(k) for k in KEYS}, params_m=result["params"] / 1e6,
+                     params_no_emb_m=result["params_no_emb"] / 1e6)
+        if profile == "speed":
+            entry["full_epoch_sec_extrapolated"] = result["sec_per_epoch"] * FULL_PAIRS[data] / result["train_pairs"]
+        table.append(entry)
+    title = f"Table 4: {data} {'En->De'} translation, OpenNMT-style encoder-decoder, LSTM vs SRU"
+    if profile == "speed":
+        title += " -- SPEED RUN: full widths, one epoch on a slice; BLEU not meaningful"
+    smoke = "3,000 training pairs, widths / 8, one epoch, 100 test sentences" if profile == "smoke" else False
+    text = write_table(table, COLUMNS + (SPEED_COLUMNS if profile == "speed" else []), title, out_dir, "table4",
+                       smoke, notes=notes(table, profile))
+    print(text)
+    return table
+
+
+def main(argv=None):
+    args = table_arg_parser(__doc__, ROOT, "nmt", "table4", "rows", profiles=("full", "smoke", "speed")).parse_args(argv)
+    data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "multi30k")
+    rows = rows_for(args.profile)
+    if not args.collect_only:
+        for row in rows:
+            out_dir = Path(args.outputs) / row_name(row, args.profile, data)
+            run_entry_point("tasks.nmt.train", [f"model={row['model']}", f"model.layers={row['layers']}",
+                                                f"model.input_feed={str(row['input_feed']).lower()}", f"profile={args.profile}",
+                                                f"out_dir={out_dir}", *args.extra], ROOT)
+    collect(rows, args.profile, args.out, args.outputs, data)
+
+
+if __name__ == "__main__":
+    main()
