@@ -76,12 +76,14 @@ class TranslationTask:
         return self.model
 
     def train_batches(self, epoch, ctx):
-        """Length-bucketed global batches in a random order; each rank keeps its slice of each."""
+        """Length-bucketed global batches in a random order; each rank keeps its slice of each, with
+        the global batch's target tokens per sentence (the loss normalisation, see objective_scale)."""
         src, tgt = self.ids["train"]
         order = [self.train_ids[i] for i in torch.randperm(len(self.train_ids)).tolist()]
         batches = data.bucketed_batches(src, tgt, self.cfg.optim.batch_size, self.cfg.optim.batch_tokens, order)
         batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
-        return [b[ctx.rank::ctx.world_size] for b in batches if len(b) >= ctx.world_size]
+        return [(b[ctx.rank::ctx.world_size], sum(len(tgt[i]) - 1 for i in b) / len(b))
+                for b in batches if len(b) >= ctx.world_size]
 
     def loss(self, model, indices, split):
         src, tgt = self.ids[split]
@@ -91,15 +93,14 @@ class TranslationTask:
         nll = F.nll_loss(logp.reshape(-1, logp.size(-1)), gold.reshape(-1), ignore_index=0, reduction="sum")
         return nll, int((gold != 0).sum())
 
-    def step(self, model, indices, carry):
-        nll, tokens = self.loss(model, indices, "train")
+    def step(self, model, batch, carry):
+        nll, tokens = self.loss(model, batch[0], "train")
         return nll / tokens, tokens, None
 
     def objective_scale(self, batch):
-        """OpenNMT-py (2017) sums the loss over the batch's tokens and divides by its sentences."""
-        if self.cfg.optim.loss_norm == "tokens":
-            return 1.0
-        return sum(len(self.ids["train"][1][i]) - 1 for i in batch) / len(batch)
+        """OpenNMT-py (2017) sums the loss over the batch's target tokens and divides by its sentences:
+        the per-token mean times the global batch's tokens per sentence."""
+        return batch[1] if self.cfg.optim.loss_norm == "sents" else 1.0
 
     def evaluate(self, model, split, ctx):
         """Perplexity (teacher-forced); on the test split also BLEU of beam search, and the files."""
