@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_OUT ?= results/bench
 
-.PHONY: install test bench gpu-check data table1 table2 table3 table4 clean
+.PHONY: install test bench gpu-check data table1 table2 table3 table4 table5 clean
 profile ?= full
 ARGS ?=
 
@@ -47,6 +47,12 @@ table3: install
 # profile=smoke -> minutes on a CPU; profile=speed -> full widths, one epoch on a slice, extrapolated
 table4: install
 	$(BIN)/python -m tasks.nmt.table --profile $(profile) $(ARGS)
+
+# Table 5 (acoustic models, CTC + WER): every row of configs/speech/table5.yaml on connected FSDD digits, then
+# results/table5.{md,json} and each row's test hypotheses. profile=smoke -> a minute on a CPU;
+# ARGS="data=kaldi data.kaldi.train=... data.kaldi.dev=... data.kaldi.test=..." for a Kaldi-prepared corpus
+table5: install
+	$(BIN)/python -m tasks.speech.table --profile $(profile) $(ARGS)
 
 gpu-check: install
 	bash scripts/gpu_check.sh

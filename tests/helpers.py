@@ -33,8 +33,8 @@ def needs_data(dataset, folder):
     downloaded from the canonical URL (no mirror). Skipped, saying why, when neither can work."""
     if (MIRROR / folder).exists():
         return pytest.mark.skipif(False, reason="")
-    from tasks.common.data import MANIFEST
-    url = MANIFEST[dataset]["files"][0]["url"]
+    from tasks.common.data import manifest_files
+    url = manifest_files(dataset)[0]["url"]
     if not MIRROR.exists() and _reachable(url):
         return pytest.mark.skipif(False, reason="")
     return pytest.mark.skipif(True, reason=f"no {folder}/ in the data mirror {MIRROR} and the canonical {url} "

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from tasks.common.data import MANIFEST, DataError, fetch_file
+from tasks.common.data import MANIFEST, DataError, fetch_file, manifest_files
 
 
 def test_download_plain_and_archive_member_verified(tmp_path):
@@ -30,8 +30,8 @@ def test_download_plain_and_archive_member_verified(tmp_path):
 
 
 def test_manifest_entries_are_complete():
-    for name, dataset in MANIFEST.items():
-        for entry in dataset["files"]:
+    for name in MANIFEST:
+        for entry in manifest_files(name):
             assert {"path", "sha256", "url", "mirror"} <= set(entry), (name, entry)
             assert len(entry["sha256"]) == 64 and entry["url"].startswith("https://")
 

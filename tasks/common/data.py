@@ -7,6 +7,9 @@ directory ``$SRU_DATA_MIRROR`` (``.gz`` copies are decompressed), or the URL. Wh
 source, the bytes must match the manifest, or ``DataError`` says which file, which hash was
 expected, and how to fix it. Nothing falls back silently.
 
+A dataset of many files (FSDD's 3,000 wavs) gives a ``file_list`` instead: a checksum file in this
+repository (``sha256  name`` lines) and the folder, mirror folder and URL pattern its files share.
+
 An entry may also name a ``mirror_path`` and ``mirror_sha256``: the mirror then holds a different
 file standing in for the canonical one (SQuAD: a faithful rebuild, not the official bytes). It is
 stored under its own name, verified against its own hash, so the two are never confused; the task
@@ -17,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
@@ -96,15 +100,20 @@ def fetch_file(entry, data_dir, mirror=None, log=print):
     try:
         if "member" in entry:  # the canonical file lives inside an archive: fetch that once, then extract
             archive = _download_archive(entry["url"], Path(data_dir) / "_downloads", log)
-            with zipfile.ZipFile(archive) as z:
-                log(f"extracting {entry['member']} from {archive} -> {dest}")
-                _copy_verified(lambda out: shutil.copyfileobj(z.open(entry["member"]), out), entry, dest,
-                               f"{entry['url']}:{entry['member']}")
+            log(f"extracting {entry['member']} from {archive} -> {dest}")
+            if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
+                with tarfile.open(archive) as t:
+                    _copy_verified(lambda out: shutil.copyfileobj(t.extractfile(entry["member"]), out), entry, dest,
+                                   f"{entry['url']}:{entry['member']}")
+            else:
+                with zipfile.ZipFile(archive) as z:
+                    _copy_verified(lambda out: shutil.copyfileobj(z.open(entry["member"]), out), entry, dest,
+                                   f"{entry['url']}:{entry['member']}")
         else:
             log(f"downloading {entry['url']} -> {dest}")
             _copy_verified(lambda out: shutil.copyfileobj(urllib.request.urlopen(entry["url"], timeout=60), out),
                            entry, dest, entry["url"])
-    except (OSError, zipfile.BadZipFile, KeyError) as e:
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, KeyError) as e:
         raise DataError(f"could not fetch {entry['url']} ({e}); offline, point SRU_DATA_MIRROR at a "
                         f"directory holding {entry['mirror']}") from e
     return dest
@@ -122,9 +131,31 @@ def _download_archive(url, cache_dir, log):
     return path
 
 
+def manifest_files(name):
+    """The dataset's file entries (a file_list expanded into one entry per listed file)."""
+    dataset = MANIFEST[name]
+    if "file_list" not in dataset:
+        return dataset["files"]
+    spec = dataset["file_list"]
+    lines = (Path(__file__).resolve().parents[2] / spec["checksums"]).read_text().split("\n")
+    entries = []
+    for line in filter(None, lines):
+        sha, file_name = line.split()
+        entry = dict(path=f"{spec['path']}/{file_name}", sha256=sha, url=spec["url"].format(name=file_name),
+                     mirror=f"{spec['mirror']}/{file_name}")
+        if "member" in spec:
+            entry["member"] = spec["member"].format(name=file_name)
+        entries.append(entry)
+    return entries
+
+
 def ensure_dataset(name, data_dir=None, mirror=None, log=print):
     """Paths of the dataset's files, fetched and verified. Raises DataError naming what is wrong."""
     if name not in MANIFEST:
         raise DataError(f"unknown dataset {name!r}; known: {sorted(MANIFEST)}")
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    return {Path(e["path"]).name: fetch_file(e, data_dir, mirror, log) for e in MANIFEST[name]["files"]}
+    entries = manifest_files(name)
+    quiet = len(entries) > 20   # one line for a folder of files, not thousands
+    if quiet:
+        log(f"{name}: fetching / verifying {len(entries):,} files under {data_dir}")
+    return {Path(e["path"]).name: fetch_file(e, data_dir, mirror, (lambda *_: None) if quiet else log) for e in entries}

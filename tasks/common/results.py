@@ -1,5 +1,6 @@
 """Finished runs -> a results table: JSON rows plus a markdown table, smoke runs marked as such."""
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,14 @@ def write_table(rows, columns, title, out_dir, stem, smoke, notes=""):
         lines += ["", notes.rstrip()]
     (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
+
+
+def row_result(outputs, name, table_module, profile):
+    """A finished row's result.json, or exit saying how to produce it."""
+    path = Path(outputs) / name / "result.json"
+    if not path.exists():
+        sys.exit(f"error: {path} is missing: run the row first (python -m {table_module} --profile {profile})")
+    return json.loads(path.read_text())
 
 
 def run_entry_point(module, args, cwd):

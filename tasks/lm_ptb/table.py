@@ -5,13 +5,11 @@ same rows also run as one Hydra sweep (e.g. on SLURM: see the README), then --co
 Writes results/table3.md, results/table3.json and
 results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
-import json
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import run_entry_point, table_arg_parser, write_table
+from tasks.common.results import row_result, run_entry_point, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "lm_ptb" / "table3.yaml"
@@ -33,11 +31,7 @@ def row_name(row, profile):
 def collect(rows, profile, out_dir, outputs):
     table = []
     for row in rows:
-        path = Path(outputs) / row_name(row, profile) / "result.json"
-        if not path.exists():
-            sys.exit(f"error: {path} is missing: run the row first (python -m tasks.lm_ptb.table "
-                     f"--profile {profile})")
-        result = json.loads(path.read_text())
+        result = row_result(outputs, row_name(row, profile), "tasks.lm_ptb.table", profile)
         table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
                           history=result["history"]))
     smoke = profile != "full"

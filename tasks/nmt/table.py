@@ -7,13 +7,11 @@ are the files named in its `hypotheses` and `references`. profile=speed trains e
 for one epoch on 640 pairs and extrapolates the epoch to the whole corpus (labelled), with the
 marginal cost of one more layer, LSTM vs SRU (the paper: ~23 vs ~4 minutes per epoch on WMT'14).
 """
-import json
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import run_entry_point, table_arg_parser, write_table
+from tasks.common.results import row_result, run_entry_point, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "nmt" / "table4.yaml"
@@ -69,10 +67,7 @@ def notes(table, profile):
 def collect(rows, profile, out_dir, outputs, data="multi30k"):
     table = []
     for row in rows:
-        path = Path(outputs) / row_name(row, profile, data) / "result.json"
-        if not path.exists():
-            sys.exit(f"error: {path} is missing: run the row first (python -m tasks.nmt.table --profile {profile})")
-        result = json.loads(path.read_text())
+        result = row_result(outputs, row_name(row, profile, data), "tasks.nmt.table", profile)
         entry = dict({k: result.get(k) for k in KEYS}, params_m=result["params"] / 1e6,
                      params_no_emb_m=result["params_no_emb"] / 1e6)
         if profile == "speed":

@@ -7,13 +7,11 @@ Writes results/table2.md and results/table2.json (dev predictions: each row's `p
 profile=speed trains each full-size model for one epoch on a slice of the data and extrapolates the
 seconds per epoch to the full 87,599 training questions (labelled "extrapolated").
 """
-import json
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import run_entry_point, table_arg_parser, write_table
+from tasks.common.results import row_result, run_entry_point, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "squad" / "table2.yaml"
@@ -64,10 +62,7 @@ def notes(table, profile):
 def collect(rows, profile, out_dir, outputs):
     table = []
     for row in rows:
-        path = Path(outputs) / row_name(row, profile) / "result.json"
-        if not path.exists():
-            sys.exit(f"error: {path} is missing: run the row first (python -m tasks.squad.table --profile {profile})")
-        result = json.loads(path.read_text())
+        result = row_result(outputs, row_name(row, profile), "tasks.squad.table", profile)
         entry = dict({k: result[k] for k in KEYS}, em=result["dev_em"], f1=result["dev_f1"],
                      paper_em=row.get("paper_em"), paper_f1=row.get("paper_f1"), paper_source=row.get("paper_source"),
                      params_m=result["params_without_embeddings"] / 1e6)

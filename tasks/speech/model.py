@@ -1,0 +1,47 @@
+"""Table 5's acoustic models: a stack of LSTM or SRU layers (uni- or bidirectional) over filterbank
+frames and a linear CTC output over characters (blank = 0).
+
+A unidirectional model reads its input `future` frames ahead (the authors shifted the features so
+their LSTM/SRU saw ~5 future frames): output t depends on frames up to t + future. Padding is
+masked (packed LSTM, SRU mask_pad), so an utterance's output does not depend on its batch.
+"""
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from tasks.common.models import make_rnn
+
+
+class AcousticModel(nn.Module):
+    def __init__(self, cfg, model_args):
+        super().__init__()
+        a = model_args
+        self.kind, self.future = cfg.kind, 0 if cfg.bidirectional else cfg.future_frames
+        sru = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh, highway_bias=cfg.highway_bias) if cfg.kind == "sru" else {}
+        self.rnn = make_rnn(cfg.kind, a["input_size"], a["hidden"], cfg.layers, dropout=cfg.dropout,
+                            bidirectional=cfg.bidirectional, **sru)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(a["hidden"] * (2 if cfg.bidirectional else 1), a["symbols"])
+
+    def shift(self, x, lengths):
+        """x[t] <- x[t + future] within each utterance (its last frame repeated at the end)."""
+        if not self.future:
+            return x
+        steps = torch.arange(x.size(1), device=x.device)[None, :] + self.future
+        index = torch.minimum(steps, (lengths.to(x.device) - 1)[:, None])
+        return x.gather(1, index[:, :, None].expand(-1, -1, x.size(2)))
+
+    def forward(self, feats, lengths):
+        """feats (B, T, F), lengths (B,) -> log-probabilities (B, T, symbols)."""
+        x = self.shift(feats, lengths).transpose(0, 1)
+        if self.kind == "lstm":
+            packed, _ = self.rnn(pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False))
+            h = pad_packed_sequence(packed, total_length=x.size(0))[0]
+        else:
+            steps = torch.arange(x.size(0), device=x.device)[:, None]
+            h, _ = self.rnn(x, mask_pad=steps >= lengths.to(x.device)[None, :])
+        return self.out(self.drop(h.transpose(0, 1))).float().log_softmax(-1)
+
+
+def build_model(cfg, model_args):
+    return AcousticModel(cfg.model, model_args)

@@ -1,0 +1,149 @@
+"""Table 5 (speech): the connected-digit builder, filterbanks, CTC decoding, WER, the Kaldi and Lhotse
+readers, the smoke table through the real entry point, and clear errors for bad audio."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tasks.common.data import DataError, ensure_dataset
+from tasks.speech import data
+from tasks.speech.metrics import ctc_greedy, error_rates
+from helpers import MIRROR, mirror_has, needs_data, run_module
+
+needs_fsdd = needs_data("fsdd", "fsdd")
+QUIET = dict(log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fsdd")
+    ensure_dataset("fsdd", root, **QUIET)
+    return data.fsdd_recordings(root / "fsdd" / "recordings")
+
+
+@needs_fsdd
+def test_connected_digits_are_seeded_split_clean_and_transcribed(recordings):
+    a = data.connected_digits(recordings, "train", 50, 7, seed=3)
+    assert a == data.connected_digits(recordings, "train", 50, 7, seed=3)            # deterministic
+    assert a != data.connected_digits(recordings, "train", 50, 7, seed=4)
+    by_path = {r["path"]: r for r in recordings}
+    for split, (lo, hi) in (("train", (10, 50)), ("dev", (5, 10)), ("test", (0, 5))):
+        for u in data.connected_digits(recordings, split, 40, 7, seed=3):
+            pieces = [by_path[p] for p in u["pieces"]]
+            assert all(lo <= r["index"] < hi for r in pieces), f"{split}: a recording from another split"
+            assert len({r["speaker"] for r in pieces}) == 1 and 1 <= len(pieces) <= 7
+            assert u["text"].split() == [data.DIGITS[r["digit"]] for r in pieces]
+    u = a[0]
+    samples, rate = data.synthesize(u)
+    parts = [data.read_audio(p)[0] for p in u["pieces"]]
+    assert rate == 8000 and len(samples) == sum(map(len, parts)) + sum(u["gaps"])
+    np.testing.assert_array_equal(samples[u["gaps"][0]:u["gaps"][0] + len(parts[0])], parts[0])
+
+
+@needs_fsdd
+def test_fbank_has_kaldi_frames_and_normalisation_centres_the_training_set(recordings):
+    samples, rate = data.read_audio(recordings[0]["path"])
+    f = data.fbank(samples, rate)
+    assert f.shape == (1 + (len(samples) - 200) // 80, 40)        # 25 ms windows every 10 ms at 8 kHz
+    feats = [data.fbank(*data.read_audio(r["path"])) for r in recordings[:20]]
+    mean, std = data.normaliser(feats)
+    frames = np.concatenate([(x - mean) / std for x in feats])
+    np.testing.assert_allclose(frames.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(frames.std(0), 1, atol=1e-3)
+    stacked = data.stack(f, 3)
+    assert stacked.shape == (len(f) // 3, 120) and np.array_equal(stacked[1, 40:80], f[4])
+
+
+def test_ctc_greedy_merges_repeats_then_drops_blanks():
+    paths = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 0, 3], [0, 0, 2, 0, 2, 2, 1, 1, 1]])
+    log_probs = torch.nn.functional.one_hot(paths, 4).float().log()
+    assert ctc_greedy(log_probs, torch.tensor([9, 6])) == [[1, 1, 2, 3], [2, 2]]
+
+
+def test_wer_and_cer_are_corpus_totals():
+    rates = error_rates(["one two three", "four five"], ["one three", "four five six"])
+    assert rates["wer"] == pytest.approx(100 * 2 / 5)                # one deletion + one insertion / 5 words
+    assert error_rates(["yes no"], ["yes no"]) == dict(wer=0.0, cer=0.0)
+    assert error_rates(["yes"], [""])["wer"] == pytest.approx(100.0)
+
+
+def write_wav(path, seconds, rate=8000, seed=0):
+    sf.write(str(path), np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * rate)).astype(np.float32), rate)
+
+
+def test_kaldi_data_directory_with_wavs_or_feats(tmp_path):
+    import kaldiio
+    d = tmp_path / "kaldi"
+    d.mkdir()
+    for i in range(3):
+        write_wav(tmp_path / f"u{i}.wav", 0.3 + 0.1 * i, seed=i)
+    (d / "wav.scp").write_text("".join(f"utt{i} {tmp_path / f'u{i}.wav'}\n" for i in range(3)))
+    (d / "text").write_text("utt0 yes no\nutt1 no\nutt2 yes yes\n")
+    (d / "utt2spk").write_text("utt0 a\nutt1 a\nutt2 b\n")
+    utts = data.kaldi_dir(d)
+    assert [(u["id"], u["speaker"], u["text"]) for u in utts] == [("utt0", "a", "yes no"), ("utt1", "a", "no"),
+                                                                   ("utt2", "b", "yes yes")]
+    assert data.features(utts[1]).shape == (38, 40)
+    # feats.scp instead: the stored features are used as they are
+    feats = {f"utt{i}": np.full((5 + i, 40), i, dtype=np.float32) for i in range(3)}
+    kaldiio.save_ark(str(d / "feats.ark"), feats, scp=str(d / "feats.scp"))
+    utts = data.kaldi_dir(d)
+    assert [u["feats"].shape for u in utts] == [(5, 40), (6, 40), (7, 40)] and data.features(utts[2])[0, 0] == 2
+    # bad input: a missing wav, a piped command, a text entry without audio
+    (d / "feats.scp").unlink()
+    (d / "wav.scp").write_text(f"utt0 {tmp_path / 'gone.wav'}\nutt1 sox x.flac -t wav - |\nutt2 {tmp_path / 'u2.wav'}\n")
+    with pytest.raises(DataError, match="piped command"):
+        data.kaldi_dir(d)
+    (d / "wav.scp").write_text(f"utt0 {tmp_path / 'gone.wav'}\nutt2 {tmp_path / 'u2.wav'}\n")
+    with pytest.raises(DataError, match="no entry for utterance 'utt1'"):
+        data.kaldi_dir(d)
+    (d / "text").write_text("utt0 yes\n")
+    with pytest.raises(DataError, match="cannot read audio .*gone.wav"):
+        data.features(data.kaldi_dir(d)[0])
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav")
+    with pytest.raises(DataError, match="cannot read audio"):
+        data.read_audio(tmp_path / "bad.wav")
+
+
+def test_lhotse_manifests_cut_supervisions_from_recordings(tmp_path):
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    write_wav(tmp_path / "a.wav", 2.0)
+    rec = Recording.from_file(tmp_path / "a.wav", recording_id="a")
+    sups = [SupervisionSegment(id="a-0", recording_id="a", start=0.0, duration=0.5, text="yes", speaker="s1"),
+            SupervisionSegment(id="a-1", recording_id="a", start=1.0, duration=0.8, text="no no", speaker="s1")]
+    RecordingSet.from_recordings([rec]).to_file(tmp_path / "recordings.jsonl.gz")
+    SupervisionSet.from_segments(sups).to_file(tmp_path / "supervisions.jsonl.gz")
+    utts = data.lhotse_manifests(tmp_path / "recordings.jsonl.gz", tmp_path / "supervisions.jsonl.gz")
+    assert [(u["id"], u["speaker"], u["text"]) for u in utts] == [("a-0", "s1", "yes"), ("a-1", "s1", "no no")]
+    samples, rate = data.waveform(utts[1])
+    full, _ = data.read_audio(tmp_path / "a.wav")
+    assert rate == 8000 and len(samples) == 6400
+    np.testing.assert_allclose(samples, full[8000:14400], atol=1e-4)
+
+
+@needs_fsdd
+def test_smoke_table_through_the_entry_point(tmp_path):
+    proc = run_module("tasks.speech.table", "--profile", "smoke", "--out", str(tmp_path / "results"), "--outputs",
+                      str(tmp_path / "runs"), "logger=none", "profile.train_utterances=48", "profile.epochs=1",
+                      f"data_dir={tmp_path / 'data'}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    rows = json.loads((tmp_path / "results" / "table5.json").read_text())
+    assert [(r["model"], r["layers"], r["bidirectional"]) for r in rows] == [
+        ("lstm", 5, False), ("sru", 12, False), ("lstm", 5, True), ("sru", 12, True)]
+    for r in rows:
+        for key in ("model", "layers", "hidden", "bidirectional", "params", "wer", "cer", "sec_per_epoch", "profile",
+                    "data", "hypotheses", "references"):
+            assert r[key] is not None, key
+        hyp, ref = Path(r["hypotheses"]).read_text().splitlines(), Path(r["references"]).read_text().splitlines()
+        assert len(hyp) == len(ref) == 30 and [h.split()[0] for h in hyp] == [x.split()[0] for x in ref]
+    assert "SMOKE RUN" in (tmp_path / "results" / "table5.md").read_text()
+
+
+@mirror_has("yesno")
+def test_yesno_corpus_transcripts_come_from_file_names(tmp_path):
+    ensure_dataset("yesno", tmp_path, mirror=MIRROR, **QUIET)
+    utts = data.yesno(tmp_path / "yesno" / "waves_yesno")
+    assert len(utts) == 60 and utts[0]["id"] == "0_0_0_0_1_1_1_1" and utts[0]["text"] == "no no no no yes yes yes yes"
