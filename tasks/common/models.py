@@ -6,6 +6,14 @@ from sru import SRU
 RNN_KINDS = ("lstm", "sru")
 
 
+def rnn_model_checks(m):
+    """Config checks (for harness.check_config) of the model keys every RNN task shares."""
+    return [("model.kind", m.kind in RNN_KINDS, f"one of {RNN_KINDS}"),
+            ("model.layers", m.layers >= 1, ">= 1"),
+            ("model.hidden", m.hidden >= 1, ">= 1"),
+            ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)")]
+
+
 def make_rnn(kind, input_size, hidden, layers, dropout=0.0, rnn_dropout=0.0, bidirectional=False,
              use_tanh=True, highway_bias=0.0):
     """nn.LSTM (cuDNN on a GPU) or SRU, (length, batch, features) in and out.

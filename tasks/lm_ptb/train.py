@@ -9,7 +9,7 @@ import math
 import torch.nn.functional as F
 
 from tasks.common.harness import check_config
-from tasks.common.models import RNN_KINDS
+from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.lm_ptb.data import batchify, load_ptb
 from tasks.lm_ptb.model import RNNLM, build_model
@@ -17,11 +17,7 @@ from tasks.lm_ptb.model import RNNLM, build_model
 
 def validate_config(cfg, world_size=1):
     m, o = cfg.model, cfg.optim
-    check_config(cfg, trainer_checks(cfg) + [
-        ("model.kind", m.kind in RNN_KINDS, f"one of {RNN_KINDS}"),
-        ("model.layers", m.layers >= 1, ">= 1"),
-        ("model.hidden", m.hidden >= 1, ">= 1"),
-        ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+    check_config(cfg, trainer_checks(cfg) + rnn_model_checks(m) + [
         ("model.rnn_dropout", 0 <= m.rnn_dropout < 1, "in [0, 1)"),
         ("optim.bptt", o.bptt >= 1, ">= 1"),
         ("optim.batch_size", o.batch_size >= 1 and o.batch_size % world_size == 0,

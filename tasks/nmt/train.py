@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tasks.common.harness import check_config
-from tasks.common.models import RNN_KINDS
+from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.nmt import data
 from tasks.nmt.model import build_model
@@ -20,11 +20,8 @@ from tasks.nmt.translate import bleu_scores, translate
 
 def validate_config(cfg, world_size=1):
     m, o, d = cfg.model, cfg.optim, cfg.data
-    check_config(cfg, trainer_checks(cfg) + [
-        ("model.kind", m.kind in RNN_KINDS, f"one of {RNN_KINDS}"),
-        ("model.layers", m.layers >= 1, ">= 1"),
-        ("model.hidden", m.hidden >= 2, ">= 2"),
-        ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+    check_config(cfg, trainer_checks(cfg) + rnn_model_checks(m) + [
+        ("model.hidden", m.hidden >= 2 and m.hidden % 2 == 0, "even and >= 2 (the bidirectional encoder splits it)"),
         ("model.input_feed", not (m.input_feed and m.kind != "lstm"),
          "false with an SRU (input_feed=true needs the LSTM decoder: it cannot run over the target in one call)"),
         ("data.name", d.name in ("multi30k", "wmt14"), "multi30k or wmt14 (data=multi30k|wmt14)"),

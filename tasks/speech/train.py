@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from tasks.common.data import DataError, ensure_dataset
 from tasks.common.harness import check_config
-from tasks.common.models import RNN_KINDS
+from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.speech import data
 from tasks.speech.metrics import error_rates, greedy_text
@@ -29,11 +29,7 @@ BLANK, SPACE = "_", "|"
 
 def validate_config(cfg, world_size=1):
     m, d = cfg.model, cfg.data
-    check_config(cfg, trainer_checks(cfg) + [
-        ("model.kind", m.kind in RNN_KINDS, f"one of {RNN_KINDS}"),
-        ("model.layers", m.layers >= 1, ">= 1"),
-        ("model.hidden", m.hidden >= 1, ">= 1"),
-        ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+    check_config(cfg, trainer_checks(cfg) + rnn_model_checks(m) + [
         ("model.future_frames", m.future_frames >= 0, ">= 0"),
         ("data.name", d.name in ("digits", "isolated", "yesno", "kaldi", "lhotse"),
          "digits, isolated, yesno, kaldi or lhotse (data=<name>)"),

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tasks.common.harness import check_config, write_json_atomic
-from tasks.common.models import RNN_KINDS
+from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.squad import data
 from tasks.squad.evaluate import evaluate as squad_scores
@@ -20,11 +20,7 @@ from tasks.squad.predict import answers, batches_by_length
 
 def validate_config(cfg, world_size=1):
     m, o, d = cfg.model, cfg.optim, cfg.data
-    check_config(cfg, trainer_checks(cfg) + [
-        ("model.kind", m.kind in RNN_KINDS, f"one of {RNN_KINDS}"),
-        ("model.layers", m.layers >= 1, ">= 1"),
-        ("model.hidden", m.hidden >= 1, ">= 1"),
-        ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+    check_config(cfg, trainer_checks(cfg) + rnn_model_checks(m) + [
         ("model.rnn_dropout", 0 <= m.rnn_dropout < 1, "in [0, 1)"),
         ("model.embed_dropout", 0 <= m.embed_dropout < 1, "in [0, 1)"),
         ("data.tune_partial", d.tune_partial >= 0, ">= 0 (the number of question words fine-tuned)"),
