@@ -1,6 +1,8 @@
 """Fetching without a mirror: canonical URLs (plain files and archive members), verified by sha256."""
 import gzip
 import hashlib
+import io
+import tarfile
 import zipfile
 
 import pytest
@@ -13,12 +15,18 @@ def test_download_plain_and_archive_member_verified(tmp_path):
     (tmp_path / "plain.txt").write_bytes(body)
     with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as z:
         z.writestr("trees/train.txt", body)
+    with tarfile.open(tmp_path / "bundle.tar.gz", "w:gz") as t:   # OpenSLR's yes/no comes as a tarball
+        info = tarfile.TarInfo("waves/a.txt")
+        info.size = len(body)
+        t.addfile(info, io.BytesIO(body))
     digest = hashlib.sha256(body).hexdigest()
     plain = dict(path="x/plain.txt", sha256=digest, url=(tmp_path / "plain.txt").as_uri(), mirror="x/plain.txt.gz")
     member = dict(path="x/train.txt", sha256=digest, url=(tmp_path / "bundle.zip").as_uri(),
                   member="trees/train.txt", mirror="x/train.txt.gz")
+    tar_member = dict(path="x/a.txt", sha256=digest, url=(tmp_path / "bundle.tar.gz").as_uri(),
+                      member="waves/a.txt", mirror="x/a.txt")
     data = tmp_path / "data"
-    for entry in (plain, member):
+    for entry in (plain, member, tar_member):
         assert fetch_file(entry, data, mirror="", log=lambda *_: None).read_bytes() == body
     wrong = dict(member, path="x/other.txt", sha256="0" * 64)
     with pytest.raises(DataError, match="does not match the manifest"):

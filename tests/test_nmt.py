@@ -177,23 +177,6 @@ def test_smoke_table_through_the_entry_point(tmp_path):
 
 
 @needs_multi30k
-def test_two_process_ddp_ends_with_the_parameters_of_one_process(tmp_path):
-    """gloo, 2 ranks x half of each global batch vs 1 rank: the same updates (the loss normalised by
-    the global batch's sentences on every rank)."""
-    common = ["profile=smoke", "profile.max_train_pairs=200", "profile.max_eval_pairs=8", "logger=none", "device=cpu",
-              "decode.beam=1", "model.dropout=0", "model.layers=1", f"data_dir={tmp_path / 'data'}"]
-    one = run_module("tasks.nmt.train", *common, f"out_dir={tmp_path / 'one'}")
-    two = run_module("tasks.nmt.train", *common, f"out_dir={tmp_path / 'two'}",
-                     launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
-    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
-    a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["model"]
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6, msg=lambda m: f"{key}: {m}")
-    assert json.loads((tmp_path / "two" / "result.json").read_text())["world_size"] == 2
-
-
-@needs_multi30k
 def test_input_feeding_with_an_sru_fails_through_the_entry_point(tmp_path):
     proc = run_module("tasks.nmt.train", *TINY, "model=sru", "model.input_feed=true", f"data_dir={tmp_path / 'data'}",
                       f"out_dir={tmp_path / 'run'}")

@@ -101,14 +101,11 @@ def fetch_file(entry, data_dir, mirror=None, log=print):
         if "member" in entry:  # the canonical file lives inside an archive: fetch that once, then extract
             archive = _download_archive(entry["url"], Path(data_dir) / "_downloads", log)
             log(f"extracting {entry['member']} from {archive} -> {dest}")
-            if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
-                with tarfile.open(archive) as t:
-                    _copy_verified(lambda out: shutil.copyfileobj(t.extractfile(entry["member"]), out), entry, dest,
-                                   f"{entry['url']}:{entry['member']}")
-            else:
-                with zipfile.ZipFile(archive) as z:
-                    _copy_verified(lambda out: shutil.copyfileobj(z.open(entry["member"]), out), entry, dest,
-                                   f"{entry['url']}:{entry['member']}")
+            is_tar = archive.name.endswith((".tar.gz", ".tgz", ".tar"))
+            with (tarfile.open if is_tar else zipfile.ZipFile)(archive) as a:
+                member = a.extractfile(entry["member"]) if is_tar else a.open(entry["member"])
+                _copy_verified(lambda out: shutil.copyfileobj(member, out), entry, dest,
+                               f"{entry['url']}:{entry['member']}")
         else:
             log(f"downloading {entry['url']} -> {dest}")
             _copy_verified(lambda out: shutil.copyfileobj(urllib.request.urlopen(entry["url"], timeout=60), out),

@@ -89,9 +89,10 @@ def translate(model, sentences, src_stoi, tgt_itos, cfg, device, progress=lambda
     ids = encode(sentences, src_stoi, add_bos_eos=False)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = [None] * len(ids)
+    src, no_target = [s or [0] for s in ids], [[0]] * len(ids)   # an empty line reads as one pad
     chunks = [order[i:i + d.batch_size] for i in range(0, len(order), d.batch_size)]
     for chunk in progress(chunks, desc=desc):
-        b = make_batch(chunk, [s or [0] for s in ids], [[0]] * len(ids))  # an empty line reads as one pad
+        b = make_batch(chunk, src, no_target)
         src, src_len = b["src"].to(device), b["src_len"].to(device)
         max_len = int(src_len.max()) * d.max_len_ratio + d.max_len_extra
         if d.beam > 1:
