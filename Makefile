@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_OUT ?= results/bench
 
-.PHONY: install test bench gpu-check data table1 table2 table3 table4 table5 clean
+.PHONY: install test bench gpu-check data table1 table2 table3 table4 table5 report clean
 profile ?= full
 ARGS ?=
 
@@ -53,6 +53,11 @@ table4: install
 # ARGS="data=kaldi data.kaldi.train=... data.kaldi.dev=... data.kaldi.test=..." for a Kaldi-prepared corpus
 table5: install
 	$(BIN)/python -m tasks.speech.table --profile $(profile) $(ARGS)
+
+# Every table that has results, the paper's numbers beside ours, SRU vs LSTM curves and s/epoch, Figure 1:
+# results/report.html (one self-contained file) and results/report.md
+report: install
+	$(BIN)/python -m scripts.report
 
 gpu-check: install
 	bash scripts/gpu_check.sh

@@ -10,10 +10,13 @@ Rows, all measured in the same run with one TF32 setting:
   naive    the SRU with the plain-PyTorch reference recurrence (autograd over a time loop)
   sru-*    our SRU layer with each fused backend available here (and bf16 on GPU)
 Each cell is the median of repeated timings after warm-up (CUDA events on GPU).
-Writes bench.json, bench.md and bench.png to --out and prints the table.
+Writes bench.json, bench.md and bench.png to --out and prints the table; --logger wandb also logs the grid
+as a W&B run (offline unless WANDB_MODE says otherwise) for the dashboard's Figure 1 view
+(python -m scripts.wandb_dashboard).
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -180,6 +183,34 @@ def neighbour_check(device, batch, repeats=9, d=256, length=32):
                 threads=torch.get_num_threads())
 
 
+def summary_ratios(results):
+    """Per mode and size: the LSTM's ms over the fastest fp32 SRU's (the paper's speed-up), and that SRU's
+    ms over the GEMM floor."""
+    cell = {(r["row"], r["mode"], r["l"], r["d"]): r["ms"] for r in results}
+    out = {}
+    for mode, length, d in dict.fromkeys((r["mode"], r["l"], r["d"]) for r in results):
+        srus = [ms for (row, *key), ms in cell.items() if row.startswith("sru-") and not row.endswith("bf16")
+                and tuple(key) == (mode, length, d)]
+        if srus and ("lstm", mode, length, d) in cell:
+            out[f"speedup_vs_lstm/{mode}/{length}x{d}"] = cell[("lstm", mode, length, d)] / min(srus)
+        if srus and ("gemm", mode, length, d) in cell:
+            out[f"sru_over_gemm/{mode}/{length}x{d}"] = min(srus) / cell[("gemm", mode, length, d)]
+    return out
+
+
+def log_wandb(results, info, out):
+    """The grid as one W&B run: the table `figure1` and the ratios, under config table=figure1."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import wandb
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "sru-repro"), dir=str(out), group="figure1",
+                     job_type="bench", name=f"figure1 {info['device']}", config=dict(info, table="figure1"))
+    columns = ["l", "d", "row", "mode", "ms", "repeats"]
+    run.log({"figure1": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in results]),
+             **summary_ratios(results)})
+    run.finish()
+
+
 def plot(results, info, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -216,6 +247,8 @@ def main(argv=None):
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs (all rows alike)")
     p.add_argument("--skip", default="", help="comma-separated rows to leave out")
     p.add_argument("--out", default="bench_out")
+    p.add_argument("--logger", choices=["none", "wandb"], default="none",
+                   help="wandb: also log the grid as a W&B run (offline by default) under --out")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -236,6 +269,8 @@ def main(argv=None):
     (out / "bench.json").write_text(json.dumps(dict(machine=info, results=results, neighbour=neighbour), indent=1))
     (out / "bench.md").write_text(table + "\n")
     plot(results, info, out / "bench.png")
+    if args.logger == "wandb":
+        log_wandb(results, info, out)
     print()
     print(table)
     print(f"wrote {out}/bench.json, bench.md, bench.png")

@@ -1,9 +1,11 @@
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
 from functools import lru_cache
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,60 @@ def kernel_device():
     """Where the 'gpu' backend runs in this test session: CUDA if asked for, else the interpreter on CPU."""
     import os
     return "cuda" if os.environ.get("SRU_TEST_CUDA") == "1" else "cpu"
+
+
+class _Tables(HTMLParser):
+    """Every <table> of an HTML page as its rows of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self.cell.strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def html_tables(page):
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def check_report(results_dir, tables):
+    """`python -m scripts.report` over results_dir: each of `tables` is in report.html as its JSON says (every
+    row's every cell, as the table's markdown writes it), and the page loads nothing from outside."""
+    from tasks.common.results import format_cell
+    proc = run_module("scripts.report", "--results", str(results_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (Path(results_dir) / "report.html").read_text()
+    assert "<script" not in page and "<link" not in page and not re.search(r'src="(?!data:image/png;base64,)', page)
+    found = html_tables(page)
+    for table in tables:
+        written = json.loads((Path(results_dir) / f"{table}.json").read_text())
+        expected = [[h for h, _, _ in written["columns"]]] + [
+            [format_cell(r.get(k), f) for _, k, f in written["columns"]] for r in written["rows"]]
+        assert expected in found, f"{table}'s rows are not in the report as {table}.json has them"
+        assert f"Table {table[-1]}: " in page and written["title"].split(" -- ")[0] in page
+    return page
+
+
+def check_dashboard_keys(runs_dir, table):
+    """The W&B view of `table` reads only keys its offline runs under runs_dir logged."""
+    from scripts.wandb_dashboard import build_views, check_against_runs
+    problems, counts = check_against_runs(build_views("e", "p", [table]), runs_dir)
+    assert counts.get(table), f"no offline W&B run of {table} under {runs_dir}"
+    assert not problems, problems

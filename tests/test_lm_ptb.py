@@ -6,7 +6,7 @@ import pytest
 
 from tasks.common.data import MANIFEST, DataError, ensure_dataset
 from tasks.common.harness import NonFiniteLoss, check_finite
-from helpers import MIRROR, mirror_has, needs_data, result_of, run_module
+from helpers import MIRROR, check_dashboard_keys, mirror_has, needs_data, result_of, run_module
 
 needs_ptb = needs_data("ptb", "ptb")
 
@@ -52,6 +52,7 @@ def test_smoke_row_through_the_entry_point(tmp_path, model):
     assert result["model"] == model and result["profile"] == "smoke" and result["epochs"] == 2
     assert 1 < result["test_ppl"] < 10000  # it learned something: uniform over 10k words is 10000
     assert list((tmp_path / model / "wandb").glob("offline-run-*")), "no offline W&B run was written"
+    check_dashboard_keys(tmp_path / model, "table3")   # the W&B view reads only keys this run logged
     assert "\r" not in proc.stderr       # not a terminal: progress as plain lines, no carriage returns
     assert "epoch   2 |" in (tmp_path / model / "train.log").read_text()
 

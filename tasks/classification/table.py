@@ -48,7 +48,7 @@ def collect(exp, datasets, profile, out_dir, outputs):
     notes.append("| SRU (paper) | " + " | ".join(exp["paper_sru"].get(d) or "-" for d in datasets) + " |")
     smoke = SMOKE if profile != "full" else False
     text = write_table(rows, COLUMNS, "Table 1: sentence classification (test accuracy, %)", out_dir, "table1",
-                       smoke, notes="\n".join(notes))
+                       smoke, notes="\n".join(notes), metric="dev_acc")
     plot(cells, datasets, Path(out_dir) / "table1_fig2.png", profile, vectors)
     print(text)
     return cells

@@ -7,6 +7,15 @@ from pathlib import Path
 
 from tasks.common.harness import write_json_atomic
 
+# The paper's tables as this project runs them: the task package that writes each (`make tableN`).
+TABLES = {
+    "table1": dict(task="classification", name="Sentence classification"),
+    "table2": dict(task="squad", name="SQuAD v1.1 reading comprehension"),
+    "table3": dict(task="lm_ptb", name="PTB word-level language model"),
+    "table4": dict(task="nmt", name="English-German translation"),
+    "table5": dict(task="speech", name="Speech recognition"),
+}
+
 
 def format_cell(value, fmt=None):
     if value is None:
@@ -14,17 +23,26 @@ def format_cell(value, fmt=None):
     return format(value, fmt) if fmt else str(value)
 
 
-def write_table(rows, columns, title, out_dir, stem, smoke, notes=""):
-    """rows: dicts; columns: (header, key, format spec or None). Writes <stem>.json and <stem>.md
-    (with `notes`, markdown, under the table)."""
+def markdown_table(rows, columns):
+    """rows as a markdown table; columns: (header, key, format spec or None)."""
+    lines = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|---" * len(columns) + "|"]
+    lines += ["| " + " | ".join(format_cell(r.get(k), f) for _, k, f in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=None):
+    """rows: dicts; columns: (header, key, format spec or None). Writes <stem>.md (with `notes`, markdown,
+    under the table) and <stem>.json: the title, smoke label, columns, notes, the validation `metric` the
+    rows' `history` (per-epoch entries, kept in the JSON only) follows, and the rows: everything
+    `make report` needs to redraw the table and its curves."""
     out_dir = Path(out_dir)
-    write_json_atomic(rows, out_dir / f"{stem}.json")
     if smoke:  # True, or a string saying how the smoke run was cut down
         cut = smoke if isinstance(smoke, str) else "tiny widths, truncated data, a few epochs"
         title += f" -- SMOKE RUN: {cut}; not comparable with the paper"
-    lines = [f"# {title}", "", "| " + " | ".join(h for h, _, _ in columns) + " |",
-             "|---" * len(columns) + "|"]
-    lines += ["| " + " | ".join(format_cell(r.get(k), f) for _, k, f in columns) + " |" for r in rows]
+    write_json_atomic(dict(table=stem, title=title, smoke=smoke or False, metric=metric,
+                           columns=[list(c) for c in columns], notes=notes.rstrip(), rows=rows),
+                      out_dir / f"{stem}.json")
+    lines = [f"# {title}", "", markdown_table(rows, columns)]
     if notes:
         lines += ["", notes.rstrip()]
     (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")

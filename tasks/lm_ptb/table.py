@@ -35,10 +35,9 @@ def collect(rows, profile, out_dir, outputs):
         table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
                           history=result["history"]))
     smoke = profile != "full"
-    rows_out = [dict({k: v for k, v in r.items() if k != "history"},
-                     params_m=r["params"] / 1e6) for r in table]
+    rows_out = [dict(r, params_m=r["params"] / 1e6) for r in table]
     text = write_table(rows_out, COLUMNS, "Table 3: PTB language model (perplexity)", out_dir, "table3", smoke,
-                       notes=FIDELITY)
+                       notes=FIDELITY, metric="valid_ppl")
     out_dir = Path(out_dir)
     plot(table, out_dir / "table3_valid_ppl.png", smoke)
     print(text)

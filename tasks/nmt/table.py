@@ -69,7 +69,7 @@ def collect(rows, profile, out_dir, outputs, data="multi30k"):
     for row in rows:
         result = row_result(outputs, row_name(row, profile, data), "tasks.nmt.table", profile)
         entry = dict({k: result.get(k) for k in KEYS}, params_m=result["params"] / 1e6,
-                     params_no_emb_m=result["params_no_emb"] / 1e6)
+                     params_no_emb_m=result["params_no_emb"] / 1e6, history=result["history"])
         if profile == "speed":
             entry["full_epoch_sec_extrapolated"] = result["sec_per_epoch"] * FULL_PAIRS[data] / result["train_pairs"]
         table.append(entry)
@@ -78,7 +78,7 @@ def collect(rows, profile, out_dir, outputs, data="multi30k"):
         title += " -- SPEED RUN: full widths, one epoch on a slice; BLEU not meaningful"
     smoke = "3,000 training pairs, widths / 8, one epoch, 100 test sentences" if profile == "smoke" else False
     text = write_table(table, COLUMNS + (SPEED_COLUMNS if profile == "speed" else []), title, out_dir, "table4",
-                       smoke, notes=notes(table, profile))
+                       smoke, notes=notes(table, profile), metric="valid_ppl")
     print(text)
     return table
 

@@ -65,7 +65,7 @@ def collect(rows, profile, out_dir, outputs):
         result = row_result(outputs, row_name(row, profile), "tasks.squad.table", profile)
         entry = dict({k: result[k] for k in KEYS}, em=result["dev_em"], f1=result["dev_f1"],
                      paper_em=row.get("paper_em"), paper_f1=row.get("paper_f1"), paper_source=row.get("paper_source"),
-                     params_m=result["params_without_embeddings"] / 1e6)
+                     params_m=result["params_without_embeddings"] / 1e6, history=result["history"])
         if profile == "speed":
             scale = FULL_TRAIN_QUESTIONS / result["train_used"]
             entry.update(full_epoch_sec_extrapolated=result["sec_per_epoch"] * scale,
@@ -76,7 +76,7 @@ def collect(rows, profile, out_dir, outputs):
         title += " -- SPEED RUN: full-size models, one epoch on a slice; EM/F1 not comparable with the paper"
     smoke = "a few hundred questions, hidden / 4, 2 epochs" if profile == "smoke" else False
     columns = COLUMNS + (SPEED_COLUMNS if profile == "speed" else [])
-    text = write_table(table, columns, title, out_dir, "table2", smoke, notes=notes(table, profile))
+    text = write_table(table, columns, title, out_dir, "table2", smoke, notes=notes(table, profile), metric="dev_f1")
     print(text)
     return table
 
