@@ -1,3 +1,4 @@
+import html
 import json
 import os
 import re
@@ -115,7 +116,7 @@ def check_report(results_dir, tables):
         expected = [[h for h, _, _ in written["columns"]]] + [
             [format_cell(r.get(k), f) for _, k, f in written["columns"]] for r in written["rows"]]
         assert expected in found, f"{table}'s rows are not in the report as {table}.json has them"
-        assert f"Table {table[-1]}: " in page and written["title"].split(" -- ")[0] in page
+        assert f"Table {table[-1]}: " in page and written["title"].split(" -- ")[0] in html.unescape(page)
     return page
 
 
