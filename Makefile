@@ -1,4 +1,4 @@
-# make install | make test | make bench   (see README.md)
+# make install | make test | make bench | make tableN | make report   (see README.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,7 +21,7 @@ test: install
 	$(BIN)/python -m pytest -q -rs -n 2 tests   # -rs: every skip says why; -n 2: both cores
 
 bench: install
-	$(BIN)/python -m sru.bench --out $(BENCH_OUT)
+	$(BIN)/python -m sru.bench --out $(BENCH_OUT) $(ARGS)
 
 data: install
 	$(BIN)/python -m scripts.fetch_data
