@@ -73,6 +73,19 @@ def test_report_shows_what_was_run_says_what_was_not_and_loads_nothing(tmp_path,
     assert "docs/fidelity.md" in md and "![Table 3" in md and (results / "report_files" / "table3.png").exists()
 
 
+def test_report_shows_a_gpu_benchmark_beside_the_cpu_one(tmp_path, bench_dir):
+    cpu = json.loads((bench_dir / "bench.json").read_text())
+    gpu = dict(cpu, machine=dict(cpu["machine"], device="NVIDIA H100 80GB HBM3"),
+               results=[dict(r, row=r["row"].replace("sru-cpu", "sru-gpu")) for r in cpu["results"]])
+    for name, bench in (("bench", cpu), ("gpu_check", gpu)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.json").write_text(json.dumps(bench))
+    page = check_report(tmp_path, [])
+    md = (tmp_path / "report.md").read_text()
+    assert "### NVIDIA H100 80GB HBM3" in md and "### CPU" in md and "GPU: not measured yet" not in md
+    assert "ours (NVIDIA H100 80GB HBM3): LSTM / sru-gpu" in md and page.count("data:image/png;base64,") == 2
+
+
 def test_report_with_nothing_run_says_so(tmp_path):
     proc = run_module("scripts.report", "--results", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
