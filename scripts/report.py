@@ -16,6 +16,7 @@ import base64
 import datetime
 import html
 import json
+import os
 import re
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from tasks.common.harness import git_commit
 from tasks.common.results import TABLES, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
-FIDELITY = "../docs/fidelity.md"  # relative to results/, where the report lives
 METRIC_LABELS = dict(dev_acc="dev accuracy (%)", dev_f1="dev F1", valid_ppl="valid perplexity (log scale)",
                      dev_wer="dev WER (%)")
 LOG_SCALE = {"valid_ppl"}
@@ -152,11 +152,12 @@ def write_report(results, out):
             raise SystemExit(f"error: {results / t}.json is in the old format (a bare list of rows): rebuild it "
                              f"with `python -m tasks.{TABLES[t]['task']}.table --profile <profile> --collect-only`")
     benches = find_benchmarks(results)
+    fidelity = Path(os.path.relpath(ROOT / "docs" / "fidelity.md", out.resolve())).as_posix()
     md = [f"# SRU reproduction: results report",
           "",
           f"Generated {datetime.date.today()} at commit {git_commit()} by `make report` from `{shown(results)}/`. "
           f"Paper: Lei & Zhang, *Training RNNs as Fast as CNNs* (arXiv 1709.02755, 2017). Every setting beside the "
-          f"paper's and the authors' code: [docs/fidelity.md]({FIDELITY}). Smoke and speed profiles are cut down "
+          f"paper's and the authors' code: [docs/fidelity.md]({fidelity}). Smoke and speed profiles are cut down "
           f"to run in minutes on a CPU: their quality numbers only show that the pipeline runs.",
           "", "| table | task | status | profile | rows |", "|---|---|---|---|---|"]
     for t, table in tables.items():
@@ -181,7 +182,7 @@ def write_report(results, out):
                markdown_table(table["rows"], table["columns"]), "", table["notes"], "",
                f"![Table {n}: {table['metric']} vs training time, and seconds per epoch](report_files/{figure.name})",
                "", "### Seconds per epoch, side by side", "", speed_markdown(table), "",
-               f"Settings beside the paper's: [docs/fidelity.md]({FIDELITY}), section \"Table {n}\"."]
+               f"Settings beside the paper's: [docs/fidelity.md]({fidelity}), section \"Table {n}\"."]
     md += ["", '<a id="figure1"></a>', "", "## Figure 1: speed of one layer, batch 32", ""]
     if not benches:
         md.append("Not run yet: `make bench` (CPU), `make gpu-check` on a GPU machine; then `make report`.")
