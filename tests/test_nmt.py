@@ -14,7 +14,7 @@ from tasks.common.data import DataError, ensure_dataset
 from tasks.common.harness import UserError
 from tasks.nmt import data
 from tasks.nmt.model import Seq2Seq
-from tasks.nmt.translate import beam_search, bleu_scores, greedy
+from tasks.nmt.translate import beam_search, bleu_scores, greedy, translate
 from helpers import MIRROR, check_dashboard_keys, check_report, mirror_has, needs_data, run_module
 
 needs_multi30k = needs_data("multi30k", "multi30k")
@@ -89,6 +89,24 @@ def test_padding_and_batch_company_do_not_change_a_translation(kind, feed):
         n = int(src_len[i])
         alone = beam_search(m, src[i:i + 1, :n], src_len[i:i + 1], 2, 3, max_len=10, beam=3)
         assert alone[0] == together[i], f"{kind} feed={feed}, sentence {i} (length {n}), seed 5"
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_translating_many_batches_gives_each_sentence_its_own_translation(beam):
+    """More sentences than one decoding batch holds: the same translations, in input order, as one at a time."""
+    m = model("sru", seed=6)
+    words = [f"w{i}" for i in range(26)]
+    stoi = dict({w: i for i, w in enumerate(data.SPECIALS)}, **{w: i + 4 for i, w in enumerate(words)})
+    g = torch.Generator().manual_seed(6)
+    sentences = [[words[j] for j in torch.randint(0, 26, (int(n),), generator=g)]
+                 for n in torch.randint(1, 9, (11,), generator=g)]
+    itos = list(data.SPECIALS) + [f"v{i}" for i in range(21)]
+    # each sentence's own length limit (2 x its length + 3): the hypotheses that never end are cut there too
+    cfg = OmegaConf.create(dict(decode=dict(batch_size=4, beam=beam, length_penalty=0.0, max_len_ratio=2,
+                                            max_len_extra=3)))
+    batched = translate(m, sentences, stoi, itos, cfg, torch.device("cpu"))
+    alone = [translate(m, [s], stoi, itos, cfg, torch.device("cpu"))[0] for s in sentences]
+    assert batched == alone, f"beam {beam}, seed 6"
 
 
 def test_input_feeding_is_refused_for_the_sru():

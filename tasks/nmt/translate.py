@@ -15,16 +15,23 @@ from tasks.nmt.data import BOS, EOS, Tokenizer, encode, make_batch
 from tasks.nmt.model import reorder
 
 
+def limits(max_len, batch):
+    """max_len: one limit for the batch, or one per sentence (a sentence's translation must not depend on
+    the other sentences it is decoded with)."""
+    return [int(max_len)] * batch if isinstance(max_len, int) else [int(n) for n in max_len]
+
+
 @torch.no_grad()
 def greedy(model, src, src_len, bos, eos, max_len):
     state = model.start(src, src_len)
+    limit = torch.tensor(limits(max_len, src.size(0)), device=src.device)
     words = torch.full((src.size(0),), bos, dtype=torch.long, device=src.device)
     out, done = [], torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
-    for _ in range(max_len):
+    for step in range(1, int(limit.max()) + 1):
         logp, state = model.decode_step(words, state)
         words = logp.argmax(-1)
         out.append(words.masked_fill(done, eos))
-        done |= words == eos
+        done |= (words == eos) | (step >= limit)
         if done.all():
             break
     return [strip(seq, eos) for seq in torch.stack(out, 1).tolist()]
@@ -37,15 +44,16 @@ def strip(seq, eos):
 @torch.no_grad()
 def beam_search(model, src, src_len, bos, eos, max_len, beam, length_penalty=0.0):
     """Best hypothesis per sentence, without </s>. Scores are summed log-probabilities divided by
-    length ** length_penalty when finished (0: none, OpenNMT-py 2017's default)."""
+    length ** length_penalty when finished (0: none, OpenNMT-py 2017's default). max_len: see `limits`."""
     B, K, device = src.size(0), beam, src.device
+    limit = limits(max_len, B)
     state = reorder(model.start(src, src_len), torch.arange(B, device=device).repeat_interleave(K))
     scores = torch.zeros(B, K, device=device)
     scores[:, 1:] = float("-inf")                                  # all beams start as one
     history = torch.full((B * K, 0), bos, dtype=torch.long, device=device)
     words = torch.full((B * K,), bos, dtype=torch.long, device=device)
     finished = [[] for _ in range(B)]                              # (normalised score, tokens)
-    for step in range(1, max_len + 1):
+    for step in range(1, max(limit) + 1):
         logp, state = model.decode_step(words, state)
         V = logp.size(-1)
         total = (scores.view(-1, 1) + logp).view(B, K * V)
@@ -60,7 +68,7 @@ def beam_search(model, src, src_len, bos, eos, max_len, beam, length_penalty=0.0
                     break
                 if tokens[b][j] == eos and j >= K:                 # an ending outside the top K: not taken
                     continue
-                if tokens[b][j] == eos or step == max_len:
+                if tokens[b][j] == eos or step == limit[b]:
                     if len(finished[b]) < K:
                         seq = history[rows[b][j]].tolist() + ([] if tokens[b][j] == eos else [tokens[b][j]])
                         finished[b].append((top[b][j] / max(len(seq) + 1, 1) ** length_penalty, seq))
@@ -93,12 +101,12 @@ def translate(model, sentences, src_stoi, tgt_itos, cfg, device, progress=lambda
     chunks = [order[i:i + d.batch_size] for i in range(0, len(order), d.batch_size)]
     for chunk in progress(chunks, desc=desc):
         b = make_batch(chunk, src, no_target)
-        src, src_len = b["src"].to(device), b["src_len"].to(device)
-        max_len = int(src_len.max()) * d.max_len_ratio + d.max_len_extra
+        src_batch, src_len = b["src"].to(device), b["src_len"].to(device)
+        max_len = (src_len * d.max_len_ratio + d.max_len_extra).tolist()   # each sentence its own limit
         if d.beam > 1:
-            hyps = beam_search(model, src, src_len, bos, eos, max_len, d.beam, d.length_penalty)
+            hyps = beam_search(model, src_batch, src_len, bos, eos, max_len, d.beam, d.length_penalty)
         else:
-            hyps = greedy(model, src, src_len, bos, eos, max_len)
+            hyps = greedy(model, src_batch, src_len, bos, eos, max_len)
         for i, h in zip(chunk, hyps):
             out[i] = [tgt_itos[w] for w in h]
     return out
