@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from sru import bench
 from tasks.common.harness import git_commit
 from tasks.common.results import TABLES, markdown_table
 
@@ -131,17 +132,15 @@ def paper_figure1_markdown(benches):
         lines.append(f"| paper (GTX 1070): {name} | " + " | ".join(f"{PAPER_FIGURE1[s][key]}" for s in PAPER_FIGURE1) + " |")
     lines.append("| paper: LSTM / SRU | " + " | ".join(f"{v['lstm'] / v['sru']:.1f}x" for v in PAPER_FIGURE1.values()) + " |")
     for b in benches:
-        cell = {(r["row"], r["l"], r["d"]): r["ms"] for r in b["results"] if r["mode"] == "fwd+bwd"}
+        ratio = bench.ratios(b["results"])
         for sru in sorted({r["row"] for r in b["results"] if r["row"].startswith("sru-")}):
-            ratios = [cell[("lstm",) + s] / cell[(sru,) + s] if ("lstm",) + s in cell and (sru,) + s in cell else None
-                      for s in PAPER_FIGURE1]
+            speedups = [ratio.get((sru, "fwd+bwd", *s), (None, None))[1] for s in PAPER_FIGURE1]
             lines.append(f"| ours ({b['machine']['device']}): LSTM / {sru} | " + " | ".join(
-                "-" if v is None else f"{v:.1f}x" for v in ratios) + " |")
+                "-" if v is None else f"{v:.1f}x" for v in speedups) + " |")
     return "\n".join(lines)
 
 
 def write_report(results, out):
-    from sru import bench
     results, out = Path(results), Path(out)
     files = out / "report_files"
     files.mkdir(parents=True, exist_ok=True)
@@ -153,7 +152,7 @@ def write_report(results, out):
                              f"with `python -m tasks.{TABLES[t]['task']}.table --profile <profile> --collect-only`")
     benches = find_benchmarks(results)
     fidelity = Path(os.path.relpath(ROOT / "docs" / "fidelity.md", out.resolve())).as_posix()
-    md = [f"# SRU reproduction: results report",
+    md = ["# SRU reproduction: results report",
           "",
           f"Generated {datetime.date.today()} at commit {git_commit()} by `make report` from `{shown(results)}/`. "
           f"Paper: Lei & Zhang, *Training RNNs as Fast as CNNs* (arXiv 1709.02755, 2017). Every setting beside the "
@@ -166,7 +165,7 @@ def write_report(results, out):
             md.append(f"| Table {n} | {TABLES[t]['name']} | not run: `make {t} profile=smoke` | - | - |")
         else:
             md.append(f"| [Table {n}](#{t}) | {TABLES[t]['name']} | run | {profile_of(table)} | {len(table['rows'])} |")
-    md.append(f"| [Figure 1](#figure1) | speed, one layer | " +
+    md.append("| [Figure 1](#figure1) | speed, one layer | " +
               ("run: " + ", ".join(b["machine"]["device"] for b in benches) if benches else "not run: `make bench`")
               + " | - | - |")
     for t, table in tables.items():

@@ -126,3 +126,15 @@ def check_dashboard_keys(runs_dir, table):
     problems, counts = check_against_runs(build_views("e", "p", [table]), runs_dir)
     assert counts.get(table), f"no offline W&B run of {table} under {runs_dir}"
     assert not problems, problems
+
+
+def smoke_table(task, table, tmp_path, *overrides):
+    """`python -m tasks.<task>.table --profile smoke` into tmp_path/results (runs in tmp_path/runs, logged
+    offline to W&B, data in tmp_path/data), then `make report` over it and the W&B view's keys against its
+    runs (check_report, check_dashboard_keys). Returns the table's rows."""
+    proc = run_module(f"tasks.{task}.table", "--profile", "smoke", "--out", str(tmp_path / "results"), "--outputs",
+                      str(tmp_path / "runs"), *overrides, "logger=wandb", f"data_dir={tmp_path / 'data'}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    check_report(tmp_path / "results", [table])
+    check_dashboard_keys(tmp_path / "runs", table)
+    return json.loads((tmp_path / "results" / f"{table}.json").read_text())["rows"]

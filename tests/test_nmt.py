@@ -2,7 +2,6 @@
 nothing, BLEU semantics, the input-feed guard, the WMT'14 loader, the smoke table through the real
 entry point, and clear errors for bad data."""
 import gzip
-import json
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from tasks.common.harness import UserError
 from tasks.nmt import data
 from tasks.nmt.model import Seq2Seq
 from tasks.nmt.translate import beam_search, bleu_scores, greedy, translate
-from helpers import MIRROR, check_dashboard_keys, check_report, mirror_has, needs_data, run_module
+from helpers import MIRROR, mirror_has, needs_data, run_module, smoke_table
 
 needs_multi30k = needs_data("multi30k", "multi30k")
 FIXTURE = Path(__file__).parent / "fixtures" / "wmt14"
@@ -171,11 +170,7 @@ TINY = ["profile.max_train_pairs=300", "profile.max_eval_pairs=12", "decode.beam
 
 @needs_multi30k
 def test_smoke_table_through_the_entry_point(tmp_path):
-    proc = run_module("tasks.nmt.table", "--profile", "smoke", "--out", str(tmp_path / "results"),
-                      "--outputs", str(tmp_path / "runs"), *TINY, "logger=wandb", f"data_dir={tmp_path / 'data'}",
-                      timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    rows = json.loads((tmp_path / "results" / "table4.json").read_text())["rows"]
+    rows = smoke_table("nmt", "table4", tmp_path, *TINY)   # + the report and the W&B view's keys
     assert [(r["model"], r["layers"], r["input_feed"]) for r in rows] == [
         ("lstm", 2, True), ("lstm", 2, False), ("sru", 3, False), ("sru", 5, False), ("sru", 10, False)]
     for r in rows:
@@ -187,8 +182,6 @@ def test_smoke_table_through_the_entry_point(tmp_path):
         assert len(hyps) == len(refs) == 12
     md = (tmp_path / "results" / "table4.md").read_text()
     assert "SMOKE RUN" in md and "sacreBLEU" in md and "not comparable" in md
-    check_report(tmp_path / "results", ["table4"])   # make report shows these rows; W&B views read logged keys
-    check_dashboard_keys(tmp_path / "runs", "table4")
     # the best checkpoint translates raw text by itself
     (tmp_path / "in.en").write_text("A man is riding a bike.\nTwo dogs play in the snow.\n")
     out = run_module("tasks.nmt.translate", str(tmp_path / "runs" / "sru-3x500-feedFalse-multi30k-smoke" / "best.pt"),
