@@ -123,6 +123,39 @@ def test_lhotse_manifests_cut_supervisions_from_recordings(tmp_path):
     np.testing.assert_allclose(samples, full[8000:14400], atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["sru", "lstm"])
+def test_unidirectional_output_reads_at_most_future_frames_raw_frames_ahead(kind):
+    """future_frames counts raw 10-ms frames (the authors' 5-frame label delay), whatever the stacking: the
+    output at step t changes with raw frames up to t's newest frame + lookahead and never beyond it."""
+    from omegaconf import OmegaConf
+    from tasks.speech.model import AcousticModel, lookahead_steps
+    seed, stack, future, bins = 20261202, 3, 5, 4
+    torch.manual_seed(seed)
+    cfg = OmegaConf.create(dict(kind=kind, layers=2, hidden=8, bidirectional=False, future_frames=future, dropout=0.0,
+                                rnn_dropout=0.0, use_tanh=True, highway_bias=0.0))
+    model = AcousticModel(cfg, dict(input_size=bins * stack, hidden=8, symbols=5, stack=stack)).eval()
+    assert lookahead_steps(future, stack) == 1 and lookahead_steps(2, stack) == 0 and lookahead_steps(6, 3) == 2
+    raw = torch.randn(60, bins)
+
+    def out(frames):
+        x = torch.from_numpy(data.stack(frames.numpy(), stack))[None]
+        with torch.no_grad():
+            return model(x, torch.tensor([x.size(1)]))[0]
+
+    base = out(raw)
+    for t in (0, 4, 9):
+        newest = stack * t + stack - 1
+        seen = newest + lookahead_steps(future, stack) * stack   # the last raw frame step t reads
+        assert seen - newest <= future
+        beyond = raw.clone()
+        beyond[newest + future + 1:] += 10.0
+        torch.testing.assert_close(out(beyond)[:t + 1], base[:t + 1], rtol=0, atol=0,
+                                   msg=lambda m: f"seed {seed}, step {t} reads beyond {future} frames: {m}")
+        inside = raw.clone()
+        inside[seen] += 10.0
+        assert not torch.equal(out(inside)[t], base[t]), f"seed {seed}: step {t} ignores raw frame {seen}"
+
+
 @needs_fsdd
 def test_smoke_table_through_the_entry_point(tmp_path):
     rows = smoke_table("speech", "table5", tmp_path, "profile.train_utterances=48", "profile.epochs=1")

@@ -68,10 +68,12 @@ def run_entry_point(module, args, cwd):
                  f"Fix it and rerun the same command with resume=true to keep the finished cells")
 
 
-def table_arg_parser(doc, root, task, table, what="cells", profiles=("full", "smoke")):
-    """The command line every `python -m tasks.<task>.table` shares; `extra` are Hydra overrides."""
+def table_arg_parser(doc, root, task, table, what="cells"):
+    """The command line every `python -m tasks.<task>.table` shares; `extra` are Hydra overrides. The
+    profiles are the task's configs/<task>/profile/*.yaml."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="full", choices=list(profiles))
+    profiles = sorted(f.stem for f in (Path(root) / "configs" / task / "profile").glob("*.yaml"))
+    p.add_argument("--profile", default="full", choices=profiles)
     p.add_argument("--collect-only", action="store_true", help=f"only rebuild the table from finished {what}")
     p.add_argument("--out", default=str(Path(root) / "results"), help="where the table and figure go")
     p.add_argument("--outputs", default=str(Path(root) / "outputs" / task / table),

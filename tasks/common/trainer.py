@@ -40,7 +40,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from tasks.common import checkpoint, distributed
-from tasks.common.harness import Logger, check_finite, decayed_lr, git_commit, seed_everything, write_json_atomic
+from tasks.common.harness import (Logger, check_finite, decayed_lr, git_commit, machine_name, plateau_decay_start,
+                                  seed_everything, write_json_atomic)
 
 OPTIMIZERS = dict(sgd=torch.optim.SGD, adam=torch.optim.Adam, adamax=torch.optim.Adamax, adamw=torch.optim.AdamW)
 PRECISIONS = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)
@@ -54,6 +55,8 @@ def trainer_checks(cfg):
             ("optim.weight_decay", o.weight_decay >= 0, ">= 0"),
             ("optim.clip", o.clip is None or o.clip > 0, "null (no clipping) or > 0"),
             ("optim.lr_decay", 0 < o.lr_decay <= 1, "in (0, 1]"),
+            ("optim.decay_start", o.decay_start >= 0, ">= 0 (the last epoch at the full lr)"),
+            ("optim.decay_on_plateau", isinstance(o.get("decay_on_plateau", False), bool), "true or false"),
             ("precision", cfg.precision in PRECISIONS, f"one of {sorted(PRECISIONS)}"),
             ("patience", cfg.patience is None or cfg.patience >= 1, "null (no early stopping) or >= 1"),
             ("profile.epochs", cfg.profile.epochs >= 1, ">= 1")]
@@ -102,14 +105,15 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    state = dict(epoch=0, best=None, best_epoch=0, bad_epochs=0, stopped=False, history=[], wall=0.0)
+    state = dict(epoch=0, best=None, best_epoch=0, bad_epochs=0, stopped=False, history=[], wall=0.0,
+                 decay_start=cfg.optim.decay_start)
     if cfg.resume and last_path.exists():
         ckpt = checkpoint.load(last_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optim"])
         scaler.load_state_dict(ckpt["scaler"])
         checkpoint.set_rng_state(ckpt["rng"])
-        state = ckpt["trainer"]
+        state = dict(dict(decay_start=cfg.optim.decay_start), **ckpt["trainer"])
         run.say(f"{name}: resumed from {last_path} after epoch {state['epoch']}")
     elif last_path.exists():
         run.say(f"{name}: {last_path} exists; starting over (resume=true would continue it)")
@@ -137,7 +141,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if state["stopped"]:
             break
-        lr = decayed_lr(cfg.optim.lr, cfg.optim.lr_decay, cfg.optim.decay_start, epoch)
+        lr = decayed_lr(cfg.optim.lr, cfg.optim.lr_decay, state["decay_start"], epoch)
         for g in opt.param_groups:
             g["lr"] = lr
         train_model.train()
@@ -173,7 +177,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                         p.mul_(1.0 - cfg.optim.weight_decay)
             scaler.step(opt)
             scaler.update()
-            loss_sum += value
+            loss_sum += value * count  # the epoch's loss: weighted by tokens / utterances / examples
             counted += count
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4g}", refresh=False)
@@ -181,8 +185,12 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
         bar.close()
         state["wall"] += seconds
         metrics = evaluate(task.eval_split)
-        entry = dict(epoch=epoch, **task.train_metrics(loss_sum / max(len(batches), 1)), **metrics,
+        entry = dict(epoch=epoch, **task.train_metrics(loss_sum / max(counted, 1)), **metrics,
                      seconds=seconds, wall=state["wall"], lr=lr, **{f"{task.count_name}_per_s": counted / seconds})
+        if cfg.optim.get("decay_on_plateau", False):
+            previous = state["history"][-1][task.metric] if state["history"] else None
+            state["decay_start"] = plateau_decay_start(state["decay_start"], epoch, metrics[task.metric], previous,
+                                                       task.mode)
         state["history"].append(entry)
         state["epoch"] = epoch
         if state["best"] is None or better(metrics[task.metric], state["best"]):
@@ -212,7 +220,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
                   epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
                   precision=cfg.precision,
-                  commit=git_commit(), device=str(device), world_size=ctx.world_size, run_name=name,
+                  commit=git_commit(), device=str(device), machine=machine_name(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])
     if hasattr(task, "summary"):
         result.update(task.summary(state["history"]))

@@ -84,7 +84,7 @@ def collect(rows, profile, out_dir, outputs, data="multi30k"):
 
 
 def main(argv=None):
-    args = table_arg_parser(__doc__, ROOT, "nmt", "table4", "rows", profiles=("full", "smoke", "speed")).parse_args(argv)
+    args = table_arg_parser(__doc__, ROOT, "nmt", "table4", "rows").parse_args(argv)
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "multi30k")
     rows = rows_for(args.profile)
     if not args.collect_only:

@@ -1,9 +1,13 @@
 """Table 5's acoustic models: a stack of LSTM or SRU layers (uni- or bidirectional) over filterbank
 frames and a linear CTC output over characters (blank = 0).
 
-A unidirectional model reads its input `future` frames ahead (the authors shifted the features so
-their LSTM/SRU saw ~5 future frames): output t depends on frames up to t + future. Padding is
-masked (packed LSTM, SRU mask_pad), so an utterance's output does not depend on its batch.
+Lookahead: the authors delay a unidirectional model's label by 5 raw 10-ms frames (50 ms:
+speech/run_sru.sh@5d7947e). `model.future_frames` counts raw frames the same way. After stacking k
+frames, model step t holds raw frames k*t .. k*t + k - 1; reading step t + s brings in raw frames up to
+k*(t + s) + k - 1, i.e. s*k frames beyond the step's newest one. So s = future_frames // k, rounded
+down so that the lookahead never exceeds what was asked: 5 frames with k = 3 -> 1 step, 3 frames
+(30 ms) beyond the step's newest frame, 5 beyond its oldest. Padding is masked (packed LSTM, SRU
+mask_pad), so an utterance's output does not depend on its batch.
 """
 import torch
 from torch import nn
@@ -12,11 +16,16 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tasks.common.models import make_rnn
 
 
+def lookahead_steps(future_frames, stack):
+    """Model steps of lookahead for `future_frames` raw frames after stacking by `stack` (rounded down)."""
+    return future_frames // stack
+
+
 class AcousticModel(nn.Module):
     def __init__(self, cfg, model_args):
         super().__init__()
         a = model_args
-        self.kind, self.future = cfg.kind, 0 if cfg.bidirectional else cfg.future_frames
+        self.kind, self.future = cfg.kind, 0 if cfg.bidirectional else lookahead_steps(cfg.future_frames, a["stack"])
         sru = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh, highway_bias=cfg.highway_bias) if cfg.kind == "sru" else {}
         self.rnn = make_rnn(cfg.kind, a["input_size"], a["hidden"], cfg.layers, dropout=cfg.dropout,
                             bidirectional=cfg.bidirectional, **sru)
@@ -24,7 +33,7 @@ class AcousticModel(nn.Module):
         self.out = nn.Linear(a["hidden"] * (2 if cfg.bidirectional else 1), a["symbols"])
 
     def shift(self, x, lengths):
-        """x[t] <- x[t + future] within each utterance (its last frame repeated at the end)."""
+        """x[t] <- x[t + future] within each utterance (its last frame repeated at the end); `future` in model steps."""
         if not self.future:
             return x
         steps = torch.arange(x.size(1), device=x.device)[None, :] + self.future

@@ -21,7 +21,7 @@ from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.speech import data
 from tasks.speech.metrics import error_rates, greedy_text
-from tasks.speech.model import build_model
+from tasks.speech.model import build_model, lookahead_steps
 
 CACHE_VERSION = 1
 BLANK, SPACE = "_", "|"
@@ -100,11 +100,12 @@ class SpeechTask:
                        for s, us in self.utts.items()}
         hidden = max(4, cfg.model.hidden // p.size_divisor)
         self.vocab = dict(symbols=self.symbols, mean=mean.tolist(), std=std.tolist())
-        self.model_args = dict(input_size=d.bins * d.stack, hidden=hidden, symbols=len(self.symbols))
+        self.model_args = dict(input_size=d.bins * d.stack, hidden=hidden, symbols=len(self.symbols), stack=d.stack)
         frames = sum(len(x) for x in self.feats["train"])
         self.info = dict(data=d.name, train_utterances=len(self.utts["train"]), test_utterances=len(self.utts["test"]),
                          train_frames=frames, bidirectional=cfg.model.bidirectional,
                          future_frames=0 if cfg.model.bidirectional else cfg.model.future_frames,
+                         future_steps=0 if cfg.model.bidirectional else lookahead_steps(cfg.model.future_frames, d.stack),
                          output="characters", features=f"{d.bins}-d log-mel fbank x {d.stack} stacked")
         say(f"{cfg.run_name}: {'bi-' if cfg.model.bidirectional else ''}{cfg.model.kind} {cfg.model.layers}x{hidden}; "
             f"{d.name}: {len(self.utts['train']):,} training utterances ({frames:,} frames after stacking by "

@@ -82,8 +82,7 @@ def collect(rows, profile, out_dir, outputs):
 
 
 def main(argv=None):
-    args = table_arg_parser(__doc__, ROOT, "squad", "table2", "rows",
-                            profiles=("full", "smoke", "speed")).parse_args(argv)
+    args = table_arg_parser(__doc__, ROOT, "squad", "table2", "rows").parse_args(argv)
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
     if not args.collect_only:
         for row in rows:
