@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from tasks.common.data import DataError, ensure_dataset
@@ -163,6 +164,73 @@ def test_rnn_clock_times_forward_and_backward_of_the_encoders(dev_slice, kind):
     with torch.no_grad():
         model.eval()(batch)
     assert model.clock.seconds == 0.0                                               # evaluation is not timed
+
+
+def test_parameter_count_at_the_authors_sizes_is_their_logged_count():
+    """The authors' DrQA/ log: 2,806,118 parameters without word embeddings (5 bi-SRU layers, h 128,
+    300d vectors, 56 POS and 19 NER tags, learned tag embeddings of those sizes)."""
+    cfg = OmegaConf.load("configs/squad/model/sru.yaml").model
+    args = dict(vocab_size=10, dim=300, tuned=5, hidden=128, max_span=15, use_pos=True, use_ner=True, pos_size=56,
+                ner_size=19)
+    model = DocReader(cfg, args)
+    assert sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embedding.")) == 2_806_118
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory):
+    """A tiny SQuAD file tokenised by a tiny (untrained) spaCy tagger + NER saved to a directory."""
+    import spacy
+    tmp = tmp_path_factory.mktemp("tagger")
+    nlp = spacy.blank("en")
+    tagger, ner = nlp.add_pipe("tagger"), nlp.add_pipe("ner")
+    for label in ("NN", "VB", "DT", "NNP"):
+        tagger.add_label(label)
+    for label in ("PERSON", "ORG"):
+        ner.add_label(label)
+    nlp.initialize()
+    nlp.to_disk(tmp / "pipeline")
+    context = "John Smith founded the tiny company in Paris. It makes small boats and red kites."
+    qas = [dict(id=f"q{i}", question=q, answers=[dict(text=a, answer_start=context.index(a))])
+           for i, (q, a) in enumerate([("Who founded the company?", "John Smith"), ("Where?", "Paris"),
+                                       ("What does it make?", "small boats")])]
+    path = tmp / "tiny.json"
+    path.write_text(json.dumps(dict(version="1.1", data=[dict(title="t", paragraphs=[dict(context=context, qas=qas)])])))
+    split = data.preprocess(path, str(tmp / "pipeline"), None, tmp / "cache", no_progress, **QUIET)
+    return split
+
+
+@pytest.mark.parametrize("kind", ["sru", "lstm"])
+def test_tags_of_a_tagging_pipeline_are_the_authors_embeddings_or_drqas_one_hot(tagged, kind):
+    split, seed = tagged, 11
+    assert {"pos", "ner"} <= set(split["features"])
+    tags = {k: data.tag_vocab(split, k) for k in ("pos", "ner")}
+    words = sorted({w for t in split["context_tokens"] + [q["tokens"] for q in split["questions"]] for w in t["words"]})
+    itos = ["<pad>", "<unk>"] + words
+    paragraphs, questions = data.encode(split, {w: i for i, w in enumerate(itos)}, False, tags["pos"], tags["ner"])
+    cfg = OmegaConf.load(f"configs/squad/model/{kind}.yaml").model
+    cfg.layers = 1
+    args = dict(vocab_size=len(itos), dim=8, tuned=4, hidden=6, max_span=15, use_pos=True, use_ner=True,
+                pos_size=len(tags["pos"]), ner_size=len(tags["ner"]))
+    torch.manual_seed(seed)
+    model = DocReader(cfg, args, torch.randn(len(itos), 8))
+    batch = data.make_batch([0, 1, 2], split, paragraphs, questions, True)
+    other = dict(batch, doc_pos=torch.where(batch["doc_pos"] > 0, 1, 0))   # every tag "unseen"
+    if kind == "sru":   # learned, N(0, 1), trained, under embedding dropout
+        weights = {k: e.weight for k, e in model.tag_embedding.items()}
+        assert [tuple(w.shape) for w in weights.values()] == [(len(tags["pos"]), 56), (len(tags["ner"]), 19)]
+        start, end = model.train()(batch)
+        (F.cross_entropy(start, batch["start"]) + F.cross_entropy(end, batch["end"])).backward()
+        assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in weights.values()), f"seed {seed}"
+        model.embed_dropout = 1.0                                        # everything embedded is dropped
+        torch.manual_seed(seed)
+        a = model(batch)[0]
+        torch.manual_seed(seed)
+        torch.testing.assert_close(model(other)[0], a, msg=lambda m: f"seed {seed}: tags not dropped: {m}")
+    else:               # DrQA's one-hot features: no parameters, ids 0 and 1 all-zero
+        assert len(model.tag_embedding) == 0
+        assert model.doc_rnn.layers[0].input_size == 2 * 8 + 4 + len(tags["pos"]) - 2 + len(tags["ner"]) - 2
+    with torch.no_grad():
+        assert not torch.equal(model.eval()(other)[0], model(batch)[0]), f"seed {seed}: the tags change nothing"
 
 
 def test_synthetic_speed_rows_time_a_full_training_step():

@@ -65,6 +65,34 @@ def test_two_process_ddp_ends_with_the_parameters_of_one_process(tmp_path, task)
         assert len(json.loads((tmp_path / "two" / name).read_text())) == count
 
 
+def schedule(task, valid, **override):
+    """Per-epoch lr of a task's configured optimiser over validation metrics `valid` (one per epoch),
+    computed as tasks.common.trainer.fit does (lr before the epoch, the plateau rule after it)."""
+    from tasks.common.harness import decayed_lr, plateau_decay_start
+    o = OmegaConf.merge(OmegaConf.load("configs/common/base.yaml").optim, OmegaConf.load(f"configs/{task}/config.yaml").optim,
+                        override)
+    start, previous, lrs = o.decay_start, None, []
+    for epoch, value in enumerate(valid, 1):
+        lrs.append(decayed_lr(o.lr, o.lr_decay, start, epoch))
+        if o.decay_on_plateau:
+            start = plateau_decay_start(start, epoch, value, previous, "min")
+        previous = value
+    return lrs
+
+
+def test_lr_schedules_are_opennmts_for_table4_and_the_authors_for_table3():
+    """OpenNMT-py 649322cc: updateLearningRate after each epoch halves once epoch >= 8 (epochs 1-8 at 1,
+    9 at 0.5, 13 at 1/32) or, for good, once valid ppl rises. train_lm.py@147847f: x 0.98 before 0-based
+    epoch >= 175, i.e. 1-based 176 is the first decayed epoch; no plateau rule."""
+    improving = [100.0 - e for e in range(13)]
+    assert schedule("nmt", improving) == [1.0] * 8 + [0.5, 0.25, 0.125, 1 / 16, 1 / 32]
+    rises_at_5 = [50, 40, 30, 20, 25, 15, 10, 9, 8, 7, 6, 5, 4]
+    assert schedule("nmt", rises_at_5) == [1.0] * 5 + [0.5 ** k for k in range(1, 9)]
+    assert schedule("nmt", rises_at_5, decay_on_plateau=False) == schedule("nmt", improving)
+    ptb = schedule("lm_ptb", [100.0 + e for e in range(178)])     # rising valid ppl: no plateau rule here
+    assert ptb[:175] == [1.0] * 175 and ptb[175] == pytest.approx(0.98) and ptb[177] == pytest.approx(0.98 ** 3)
+
+
 class RunsCode:
     def __reduce__(self):
         return (print, ("this checkpoint ran code",))

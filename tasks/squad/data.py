@@ -66,7 +66,7 @@ def read_squad(path, limit=None):
 def load_tokenizer(name):
     """(spaCy pipeline, feature names). `blank`: spacy.blank('en') with the lookup lemmatizer of
     spacy-lookups-data (offline; no tagger); any other name: an installed trained pipeline
-    (e.g. en_core_web_sm), whose POS and NER tags are used as well."""
+    (e.g. en_core_web_sm) or a pipeline directory (nlp.to_disk), whose POS and NER tags are used as well."""
     import spacy
     if name == "blank":
         nlp = spacy.blank("en")
@@ -108,7 +108,11 @@ def token_span(offsets, start, end):
 
 def pipeline_version(tokenizer):
     """The version that keys the cache: spaCy's for `blank`, else the installed pipeline's (read
-    from package metadata: importing spaCy costs seconds and a cache hit needs none of it)."""
+    from package metadata: importing spaCy costs seconds and a cache hit needs none of it), or for a
+    pipeline saved in a directory (nlp.to_disk), a hash of its meta.json and config.cfg."""
+    if Path(tokenizer, "meta.json").is_file():
+        files = [Path(tokenizer, name) for name in ("meta.json", "config.cfg") if Path(tokenizer, name).is_file()]
+        return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
     try:
         return importlib.metadata.version("spacy" if tokenizer == "blank" else tokenizer)
     except importlib.metadata.PackageNotFoundError:
@@ -158,9 +162,9 @@ def alignment(split):
 
 
 def build_vocab(train, dev, vectors):
-    """Words with a pretrained vector, DrQA-style: <pad>, <unk>, then the training questions' words by
-    frequency (the first `tune_partial` of them are fine-tuned), then every other word of train and
-    dev by frequency. Words without a vector map to <unk>. Lowercased when the vectors are (GloVe 6B).
+    """Words with a pretrained vector, DrQA-style: <pad>, <unk>, then the train and dev questions' words
+    by frequency (the first `tune_partial` of them are fine-tuned; the authors' prepro.py@32efbce counts
+    the questions of both), then every other word of train and dev by frequency. Words without a vector map to <unk>. Lowercased when the vectors are (GloVe 6B).
     Returns (itos, matrix (V, dim) float32, lowercase)."""
     def words(split):
         yield from (w for t in split["context_tokens"] for w in t["words"])
@@ -170,7 +174,7 @@ def build_vocab(train, dev, vectors):
     lowercase = not any(w != w.lower() for w in found)
     norm = str.lower if lowercase else str
     by_freq = lambda counts: [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w in found]
-    question_words = by_freq(Counter(norm(w) for q in train["questions"] for w in q["tokens"]["words"]))
+    question_words = by_freq(Counter(norm(w) for s in (train, dev) for q in s["questions"] for w in q["tokens"]["words"]))
     rest = by_freq(Counter(norm(w) for w in every.elements()))
     itos = [PAD, UNK] + question_words
     seen = set(itos)

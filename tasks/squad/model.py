@@ -1,12 +1,15 @@
 """The DrQA document reader (Chen et al. 2017) with a bi-LSTM or bi-SRU encoder (Table 2).
 
-paragraph word -> [embedding; aligned question embedding; exact match x3, tf; one-hot POS, NER]
+paragraph word -> [embedding; aligned question embedding; exact match x3, tf; POS, NER]
                -> stacked bi-RNN                                  -> bilinear start / end pointers
 question word  -> embedding -> stacked bi-RNN -> self-attentive sum ----^
 
 Padding is masked everywhere (the LSTM runs on packed sequences, the SRU with mask_pad, every
 softmax ignores padded positions), so a prediction does not depend on the batch it is in.
-Inputs are batch-first (B, L); masks are True at padding.
+Inputs are batch-first (B, L); masks are True at padding. POS / NER (only with a tagging spaCy
+pipeline): the authors' SRU reader learns embeddings of them (DrQA/drqa/rnn_reader.py@32efbce:
+nn.Embedding(56, 56) and (19, 19), N(0, 1) init, dropout_emb on them), `model.tag_embedding: true`;
+DrQA's LSTM reader feeds them as one-hot features (`false`).
 """
 import time
 
@@ -146,10 +149,14 @@ class DocReader(nn.Module):
         self.embedding = PartlyTunedEmbedding(vectors, min(a["tuned"], a["vocab_size"]))
         dim, self.embed_dropout, self.max_span = a["dim"], cfg.embed_dropout, a["max_span"]
         self.aligned = AlignedQuestionEmbedding(dim)
-        # POS / NER as one-hot features over the training set's tags (the authors' code); ids 0
-        # (padding) and 1 (a tag unseen in training) are all-zero
-        self.tags = {k: a[f"{k}_size"] - 2 for k in ("pos", "ner") if a[f"use_{k}"]}
-        doc_input = 2 * dim + NUM_FEATURES + sum(self.tags.values())
+        # POS / NER tag ids (0 padding, 1 a tag unseen in training): learned embeddings (the authors'
+        # SRU reader; every id a trained row, as theirs) or one-hot features with ids 0 and 1 all-zero
+        self.tags = {k: a[f"{k}_size"] for k in ("pos", "ner") if a[f"use_{k}"]}
+        self.tag_embedding = nn.ModuleDict()
+        if cfg.tag_embedding:
+            self.tag_embedding.update({k: nn.Embedding(n, cfg[f"{k}_dim"]) for k, n in self.tags.items()})
+        tag_width = sum(cfg[f"{k}_dim"] if cfg.tag_embedding else n - 2 for k, n in self.tags.items())
+        doc_input = 2 * dim + NUM_FEATURES + tag_width
         sru_options = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh,
                            highway_bias=cfg.highway_bias) if cfg.kind == "sru" else {}
         self.doc_rnn = StackedBiRNN(cfg.kind, doc_input, a["hidden"], cfg.layers, cfg.dropout, cfg.concat_layers,
@@ -167,7 +174,11 @@ class DocReader(nn.Module):
         doc = F.dropout(self.embedding(b["doc"]), self.embed_dropout, self.training)
         question = F.dropout(self.embedding(b["question"]), self.embed_dropout, self.training)
         parts = [doc, self.aligned(doc, question, b["question_mask"]), b["doc_features"].to(doc.dtype)]
-        parts += [F.one_hot(b[f"doc_{k}"], n + 2)[..., 2:].to(doc.dtype) for k, n in self.tags.items()]
+        for k, n in self.tags.items():
+            if k in self.tag_embedding:
+                parts.append(F.dropout(self.tag_embedding[k](b[f"doc_{k}"]), self.embed_dropout, self.training))
+            else:
+                parts.append(F.one_hot(b[f"doc_{k}"], n)[..., 2:].to(doc.dtype))
         doc_hidden, question_hidden = self.encode(torch.cat(parts, dim=2), b["doc_mask"], question,
                                                   b["question_mask"])
         weights = masked_softmax(self.question_attention(question_hidden).squeeze(2), b["question_mask"])

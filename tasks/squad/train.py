@@ -50,8 +50,9 @@ class ReadingTask:
         self.tags = {k: data.tag_vocab(train, k) if k in features else {} for k in ("pos", "ner")}
         self.encoded = {s: data.encode(self.splits[s], stoi, lowercase, self.tags["pos"], self.tags["ner"])
                         for s in self.splits}
-        # training uses the questions whose first answer maps onto tokens (DrQA drops the rest)
-        self.train_ids = [i for i, q in enumerate(train["questions"]) if q["spans"][0] is not None]
+        # training uses the questions whose first answer starts and ends on token boundaries (the authors'
+        # prepro.py@32efbce get_answer_index drops the rest)
+        self.train_ids = [i for i, q in enumerate(train["questions"]) if q["spans"][0] is not None and q["exact"][0]]
         self.golds = {q["id"]: [t for _, t in q["answers"]] for q in dev["questions"]}
         hidden = max(4, cfg.model.hidden // p.size_divisor)
         self.vocab = dict(words=itos, pos=list(self.tags["pos"]), ner=list(self.tags["ner"]), lowercase=lowercase)
