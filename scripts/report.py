@@ -1,7 +1,8 @@
 """Every table on one page: python -m scripts.report [--results results] [--out results]   (make report)
 
 Reads what the tables wrote (results/tableN.json: the rows with the paper's numbers beside ours, each
-row's per-epoch history, the profile and the substitution notes) and the Figure 1 benchmarks
+row's per-epoch history, the profile and the substitution notes; for a table with no local results,
+the committed CPU-budget one, docs/results/cpu/tableN.json, saying so) and the Figure 1 benchmarks
 (results/*/bench.json: `make bench` on the CPU, `make gpu-check` on a GPU), and writes
 
   report.md    the tables, notes and figures (the figures as report_files/*.png beside it)
@@ -113,7 +114,7 @@ def plot_table(table, path):
     ax.set_xlabel("training s/epoch (median)")
     ax.set_title("seconds per epoch")
     fig.suptitle(f"Table {table['table'][-1]}: {TABLES[table['table']]['name']}, profile {profile_of(table)}"
-                 f"{' (SMOKE RUN)' if table['smoke'] else ''}, device {rows[0].get('device', '?')}", fontsize=9)
+                 f"{' (SMOKE RUN)' if table['smoke'] else ''}, {rows[0].get('machine') or rows[0].get('device', '?')}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -140,12 +141,29 @@ def paper_figure1_markdown(benches):
     return "\n".join(lines)
 
 
-def write_report(results, out):
+def load_tables(results, published):
+    """{table: (its JSON, where it came from) or None}: the local results/ first, else the committed one."""
+    out = {}
+    for t in TABLES:
+        local, committed = Path(results) / f"{t}.json", Path(published) / f"{t}.json"
+        path = local if local.exists() else committed if committed.exists() else None
+        out[t] = (json.loads(path.read_text()), path) if path else None
+    return out
+
+
+def source_line(table, path, results):
+    if Path(path).parent.resolve() == Path(results).resolve():
+        return f"Source: a local run, `{shown(path)}`."
+    return (f"Source: the committed result `{shown(path)}` (no local `{shown(Path(results) / path.name)}`), "
+            f"rows run at commit {', '.join(table.get('commits') or ['?'])} on {', '.join(table.get('machines') or ['?'])}.")
+
+
+def write_report(results, out, published=ROOT / "docs" / "results" / "cpu"):
     results, out = Path(results), Path(out)
     files = out / "report_files"
     files.mkdir(parents=True, exist_ok=True)
-    tables = {t: json.loads((results / f"{t}.json").read_text()) if (results / f"{t}.json").exists() else None
-              for t in TABLES}
+    found = load_tables(results, published)
+    tables = {t: f[0] if f else None for t, f in found.items()}
     for t, table in tables.items():
         if table is not None and not isinstance(table, dict):
             raise SystemExit(f"error: {results / t}.json is in the old format (a bare list of rows): rebuild it "
@@ -164,7 +182,8 @@ def write_report(results, out):
         if table is None:
             md.append(f"| Table {n} | {TABLES[t]['name']} | not run: `make {t} profile=smoke` | - | - |")
         else:
-            md.append(f"| [Table {n}](#{t}) | {TABLES[t]['name']} | run | {profile_of(table)} | {len(table['rows'])} |")
+            where = "local run" if found[t][1].parent.resolve() == results.resolve() else "committed"
+            md.append(f"| [Table {n}](#{t}) | {TABLES[t]['name']} | {where} | {profile_of(table)} | {len(table['rows'])} |")
     md.append("| [Figure 1](#figure1) | speed, one layer | " +
               ("run: " + ", ".join(b["machine"]["device"] for b in benches) if benches else "not run: `make bench`")
               + " | - | - |")
@@ -177,7 +196,8 @@ def write_report(results, out):
             continue
         figure = files / f"{t}.png"
         plot_table(table, figure)
-        md += [f"**{table['title']}**", "", f"Profile: **{profile_of(table)}**.", "",
+        md += [f"**{table['title']}**", "", f"Profile: **{profile_of(table)}**. " + source_line(table, found[t][1], results),
+               "",
                markdown_table(table["rows"], table["columns"]), "", table["notes"], "",
                f"![Table {n}: {table['metric']} vs training time, and seconds per epoch](report_files/{figure.name})",
                "", "### Seconds per epoch, side by side", "", speed_markdown(table), "",
@@ -237,9 +257,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(ROOT / "results"), help="where the tables and benchmarks are")
     p.add_argument("--out", default=None, help="where report.md/html go (default: --results)")
+    p.add_argument("--published", default=str(ROOT / "docs" / "results" / "cpu"),
+                   help="the committed results shown for tables with no local results")
     args = p.parse_args(argv)
     out = Path(args.out or args.results)
-    write_report(args.results, out)
+    write_report(args.results, out, args.published)
     print(f"wrote {out}/report.html (self-contained) and {out}/report.md (figures in {out}/report_files/)")
 
 

@@ -102,17 +102,20 @@ def html_tables(page):
     return parser.tables
 
 
-def check_report(results_dir, tables):
-    """`python -m scripts.report` over results_dir: each of `tables` is in report.html as its JSON says (every
-    row's every cell, as the table's markdown writes it), and the page loads nothing from outside."""
+def check_report(results_dir, tables, published=None, out=None):
+    """`python -m scripts.report` over results_dir (committed results from `published`: by default none): each
+    of `tables` is in report.html as its JSON says (every row's every cell, as the table's markdown writes it),
+    and the page loads nothing from outside. The tables' JSON is read from `published` when given."""
     from tasks.common.results import format_cell
-    proc = run_module("scripts.report", "--results", str(results_dir))
+    out = Path(out or results_dir)
+    proc = run_module("scripts.report", "--results", str(results_dir), "--out", str(out),
+                      "--published", str(published or Path(results_dir) / "no-committed-results"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    page = (Path(results_dir) / "report.html").read_text()
+    page = (out / "report.html").read_text()
     assert "<script" not in page and "<link" not in page and not re.search(r'src="(?!data:image/png;base64,)', page)
     found = html_tables(page)
     for table in tables:
-        written = json.loads((Path(results_dir) / f"{table}.json").read_text())
+        written = json.loads((Path(published or results_dir) / f"{table}.json").read_text())
         expected = [[h for h, _, _ in written["columns"]]] + [
             [format_cell(r.get(k), f) for _, k, f in written["columns"]] for r in written["rows"]]
         assert expected in found, f"{table}'s rows are not in the report as {table}.json has them"

@@ -87,7 +87,7 @@ def test_report_shows_a_gpu_benchmark_beside_the_cpu_one(tmp_path, bench_dir):
 
 
 def test_report_with_nothing_run_says_so(tmp_path):
-    proc = run_module("scripts.report", "--results", str(tmp_path))
+    proc = run_module("scripts.report", "--results", str(tmp_path), "--published", str(tmp_path / "none"))
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "report.md").read_text()
     assert all(f"make {t} profile=smoke" in md for t in TABLES) and "Not run yet: `make bench`" in md

@@ -1,5 +1,7 @@
 """Table 5 (speech): the connected-digit builder, filterbanks, CTC decoding, WER, the Kaldi and Lhotse
 readers, the smoke table through the real entry point, and clear errors for bad audio."""
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 from tasks.common.data import DataError, ensure_dataset
 from tasks.speech import data
 from tasks.speech.metrics import ctc_greedy, error_rates
-from helpers import MIRROR, mirror_has, needs_data, smoke_table
+from helpers import MIRROR, ROOT, check_report, mirror_has, needs_data, run_module, smoke_table
 
 needs_fsdd = needs_data("fsdd", "fsdd")
 QUIET = dict(log=lambda *_: None)
@@ -168,6 +170,28 @@ def test_smoke_table_through_the_entry_point(tmp_path):
         hyp, ref = Path(r["hypotheses"]).read_text().splitlines(), Path(r["references"]).read_text().splitlines()
         assert len(hyp) == len(ref) == 30 and [h.split()[0] for h in hyp] == [x.split()[0] for x in ref]
     assert "SMOKE RUN" in (tmp_path / "results" / "table5.md").read_text()
+    # --publish: exactly the committed layout the report reads, paths relative to the repository root
+    pub = tmp_path / "pub"
+    publish = ["--profile", "smoke", "--publish", "--outputs", str(tmp_path / "runs"),
+               "--publish-dir", str(pub), "profile.train_utterances=48", "profile.epochs=1", "logger=none",
+               f"data_dir={tmp_path / 'data'}"]
+    proc = run_module("tasks.speech.table", *publish)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = [r["run_name"] for r in rows]
+    assert sorted(p.relative_to(pub).as_posix() for p in pub.rglob("*") if p.is_file()) == sorted(
+        ["table5.json", "table5.md", "table5.png"] + [f"table5/{n}/{f}" for n in names
+                                                      for f in ("result.json", "test.hyp", "test.ref")])
+    published = json.loads((pub / "table5.json").read_text())
+    assert published["profile"] == "smoke" and published["commits"] and published["machines"]
+    for r in published["rows"]:
+        for key in ("hypotheses", "references"):
+            assert not Path(r[key]).is_absolute() and (ROOT / r[key]).resolve().parent == (pub / "table5" / r["run_name"]).resolve()
+    page = check_report(tmp_path / "empty", ["table5"], published=pub, out=tmp_path / "report")
+    assert "committed result" in page
+    # a published table is not trained again, even with no local runs left
+    shutil.rmtree(tmp_path / "runs")
+    proc = run_module("tasks.speech.table", *publish)
+    assert proc.returncode == 0 and proc.stdout.count("not trained again") == 4 and not (tmp_path / "runs").exists()
 
 
 @mirror_has("yesno")

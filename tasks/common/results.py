@@ -1,6 +1,20 @@
-"""Finished runs -> a results table: JSON rows plus a markdown table, smoke runs marked as such."""
+"""Finished runs -> a results table: JSON rows plus a markdown table, smoke runs marked as such; and
+publishing (`--publish`): the committed results under docs/results/<profile>/.
+
+A published table is a directory the tables can be collected from like a local outputs/ folder:
+
+    docs/results/<profile>/tableN.json, tableN.md, tableN.png   the table, its notes, its curves
+    docs/results/<profile>/tableN/<row>/result.json            each row's result (commit, machine, history)
+    docs/results/<profile>/tableN/<row>/<files>                 what re-scores it (hypotheses, predictions, ...)
+
+Paths inside are relative to the repository root. `--publish` copies every finished local row there
+(rows already published and not run again locally are kept), then rebuilds the table from that
+directory, so a table can be published in parts and re-running a published table retrains nothing.
+"""
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,16 +44,21 @@ def markdown_table(rows, columns):
     return "\n".join(lines)
 
 
-def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=None):
+def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=None, profile=None, budget=None):
     """rows: dicts; columns: (header, key, format spec or None). Writes <stem>.md (with `notes`, markdown,
-    under the table) and <stem>.json: the title, smoke label, columns, notes, the validation `metric` the
-    rows' `history` (per-epoch entries, kept in the JSON only) follows, and the rows: everything
-    `make report` needs to redraw the table and its curves."""
+    under the table) and <stem>.json: the title, smoke label, profile, columns, notes, the validation
+    `metric` the rows' `history` (per-epoch entries, kept in the JSON only) follows, the commits and
+    machines the rows ran on, and the rows: everything `make report` needs to redraw the table and its
+    curves. profile="cpu": the title says CPU BUDGET and `budget` (what was cut from `full`)."""
     out_dir = Path(out_dir)
     if smoke:  # True, or a string saying how the smoke run was cut down
         cut = smoke if isinstance(smoke, str) else "tiny widths, truncated data, a few epochs"
         title += f" -- SMOKE RUN: {cut}; not comparable with the paper"
-    write_json_atomic(dict(table=stem, title=title, smoke=smoke or False, metric=metric,
+    elif profile == "cpu":
+        title += f" -- CPU BUDGET: {budget or 'see the notes'}"
+    seen = lambda key: sorted({str(r[key]) for r in rows if r.get(key)})
+    write_json_atomic(dict(table=stem, title=title, smoke=smoke or False, profile=profile, metric=metric,
+                           commits=seen("commit"), machines=seen("machine"),
                            columns=[list(c) for c in columns], notes=notes.rstrip(), rows=rows),
                       out_dir / f"{stem}.json")
     lines = [f"# {title}", "", markdown_table(rows, columns)]
@@ -49,12 +68,65 @@ def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=Non
     return "\n".join(lines)
 
 
-def row_result(outputs, name, table_module, profile):
-    """A finished row's result.json, or exit saying how to produce it."""
+def row_result(outputs, name, table_module, profile, missing_ok=False):
+    """A finished row's result.json, or exit saying how to produce it (None if missing_ok)."""
     path = Path(outputs) / name / "result.json"
     if not path.exists():
+        if missing_ok:
+            return None
         sys.exit(f"error: {path} is missing: run the row first (python -m {table_module} --profile {profile})")
     return json.loads(path.read_text())
+
+
+def finished(args, name):
+    """Where row `name` is already done, so that the table does not train it again: its local
+    result.json (with --publish or resume=true), or its published one (with --publish). None: train it."""
+    local = Path(args.outputs) / name / "result.json"
+    if local.exists() and (args.publish or "resume=true" in args.extra):
+        return local
+    published = args.published / name / "result.json"
+    if args.publish and published.exists():
+        return published
+    return None
+
+
+def publish_rows(outputs, names, dest, root):
+    """Copy each locally finished row (outputs/<name>/result.json and the files of its run directory it
+    names) to dest/<name>/, with those paths rewritten relative to `root`. Returns the names copied."""
+    copied = []
+    for name in names:
+        src = Path(outputs) / name / "result.json"
+        if not src.exists():
+            continue
+        result, row_dir = json.loads(src.read_text()), Path(dest) / name
+        row_dir.mkdir(parents=True, exist_ok=True)
+        for key, value in result.items():
+            if not isinstance(value, str) or key == "run_name":
+                continue
+            path = Path(value) if Path(value).is_absolute() else Path(root) / value
+            if path.is_file() and path.resolve().parent == src.resolve().parent:
+                shutil.copyfile(path, row_dir / path.name)
+                result[key] = Path(os.path.relpath(row_dir / path.name, root)).as_posix()
+        write_json_atomic(result, row_dir / "result.json")
+        copied.append(name)
+    return copied
+
+
+def publish(args, stem, names, collect, root):
+    """--publish: copy the finished local rows into args.published, rebuild the table from there
+    (collect(outputs, out, missing_ok) writes <stem>.json/.md), draw its curves, and say what is in it."""
+    dest = args.published
+    copied = publish_rows(args.outputs, names, dest, root)
+    collect(dest, dest.parent, True)
+    table = json.loads((dest.parent / f"{stem}.json").read_text())
+    from scripts.report import plot_table
+    plot_table(table, dest.parent / f"{stem}.png")
+    done = {r.get("run_name") for r in table["rows"]}
+    missing = [n for n in names if n not in done]
+    print(f"published {stem}: {len(table['rows'])} of {len(names)} rows in {dest.parent}/{stem}.{{json,md,png}} "
+          f"(copied now: {', '.join(copied) or 'none'}; commits {', '.join(table['commits'])})"
+          + (f"; not run yet: {', '.join(missing)}" if missing else ""))
+    return table
 
 
 def run_entry_point(module, args, cwd):
@@ -68,16 +140,30 @@ def run_entry_point(module, args, cwd):
                  f"Fix it and rerun the same command with resume=true to keep the finished cells")
 
 
+class TableArgs(argparse.ArgumentParser):
+    """parse_args also sets `published`: the directory --publish writes (docs/results/<profile>/tableN)."""
+
+    def parse_args(self, *a, **k):
+        args = super().parse_args(*a, **k)
+        args.published = Path(args.publish_dir or Path(self.root) / "docs" / "results" / args.profile) / self.table
+        return args
+
+
 def table_arg_parser(doc, root, task, table, what="cells"):
     """The command line every `python -m tasks.<task>.table` shares; `extra` are Hydra overrides. The
     profiles are the task's configs/<task>/profile/*.yaml."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = TableArgs(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.root, p.table = root, table
     profiles = sorted(f.stem for f in (Path(root) / "configs" / task / "profile").glob("*.yaml"))
     p.add_argument("--profile", default="full", choices=profiles)
     p.add_argument("--collect-only", action="store_true", help=f"only rebuild the table from finished {what}")
     p.add_argument("--out", default=str(Path(root) / "results"), help="where the table and figure go")
     p.add_argument("--outputs", default=str(Path(root) / "outputs" / task / table),
                    help=f"where the {what}' runs live (apart from single runs' outputs/{task}/<run_name>)")
+    p.add_argument("--publish", action="store_true",
+                   help="also commit-ready: copy the finished rows and the table to docs/results/<profile>/ "
+                        "(finished or published rows are not trained again)")
+    p.add_argument("--publish-dir", default=None, help="instead of docs/results/<profile>")
     p.add_argument("extra", nargs="*", help=f"Hydra overrides passed to every one of the {what}, "
                                             f"e.g. logger=none resume=true")
     return p

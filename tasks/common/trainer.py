@@ -106,7 +106,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     state = dict(epoch=0, best=None, best_epoch=0, bad_epochs=0, stopped=False, history=[], wall=0.0,
-                 decay_start=cfg.optim.decay_start)
+                 decay_start=cfg.optim.decay_start, elapsed=0.0)
     if cfg.resume and last_path.exists():
         ckpt = checkpoint.load(last_path)
         model.load_state_dict(ckpt["model"])
@@ -152,6 +152,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
             shared_rng = checkpoint.rng_state()
             torch.manual_seed(_rank_seed(seed, epoch, ctx.rank))
         t0, loss_sum, counted, carry = time.perf_counter(), 0.0, 0, None
+        epoch_start = t0
         bar = ctx.progress(total=len(batches), desc=f"{name} epoch {epoch}/{epochs}")
         for i, batch in enumerate(batches):
             with autocast():
@@ -193,6 +194,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                                                        task.mode)
         state["history"].append(entry)
         state["epoch"] = epoch
+        state["elapsed"] = state.get("elapsed", 0.0) + time.perf_counter() - epoch_start  # training + evaluation
         if state["best"] is None or better(metrics[task.metric], state["best"]):
             state.update(best=metrics[task.metric], best_epoch=epoch, bad_epochs=0)
             save(best_path)
@@ -219,6 +221,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                   params=params, **final, best_epoch=state["best_epoch"],
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
                   epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
+                  wall_s=round(state.get("elapsed", 0.0), 1),
                   precision=cfg.precision,
                   commit=git_commit(), device=str(device), machine=machine_name(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])

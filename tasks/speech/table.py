@@ -1,15 +1,16 @@
-"""Run Table 5's rows and/or collect them: python -m tasks.speech.table [--profile smoke|full] [--collect-only].
+"""Run Table 5's rows and/or collect them: python -m tasks.speech.table [--profile smoke|cpu|full] [--collect-only] [--publish].
 
 Rows come from configs/speech/table5.yaml: the paper's four acoustic models (LSTM 5 layers, SRU 12
 layers, and their bidirectional versions) with widths scaled to the data, each one run of
 `python -m tasks.speech.train`. Writes results/table5.md and results/table5.json; each row's test
-hypotheses and references are `uttid transcript` files (`hypotheses`, `references`).
+hypotheses and references are `uttid transcript` files (`hypotheses`, `references`). --publish: the
+committed copy under docs/results/<profile>/ (tasks/common/results.py).
 """
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import row_result, run_entry_point, table_arg_parser, write_table
+from tasks.common.results import finished, publish, row_result, run_entry_point, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
@@ -19,47 +20,71 @@ COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), (
            ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None)]
 KEYS = ["model", "layers", "hidden", "bidirectional", "params", "sec_per_epoch", "epochs", "profile", "data",
         "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
-        "device", "commit"]
+        "future_steps", "device", "machine", "commit", "run_name", "wall_s"]
+BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs, the table's widths)")
 
 
 def row_name(row, profile, data="digits"):
     return f"{row['model']}-{row['layers']}x{row['hidden']}-bi{row['bidirectional']}-{data}-{profile}"
 
 
-def collect(rows, profile, out_dir, outputs, data="digits"):
+def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
     table = []
     for row in rows:
-        r = row_result(outputs, row_name(row, profile, data), "tasks.speech.table", profile)
+        r = row_result(outputs, row_name(row, profile, data), "tasks.speech.table", profile, missing_ok)
+        if r is None:
+            continue
         table.append(dict({k: r.get(k) for k in KEYS}, wer=r["test_wer"], cer=r["test_cer"], dev_wer=r["dev_wer"],
                           paper=row["paper"], params_m=r["params"] / 1e6, history=r["history"]))
+    if not table:
+        raise SystemExit(f"error: no finished row of Table 5 at profile={profile} in {outputs}: run them first "
+                         f"(python -m tasks.speech.table --profile {profile})")
     first = table[0]
     notes = "\n".join([
         f"- Data: {first['data']} ({first['train_utterances']:,} training, {first['test_utterances']:,} test utterances); "
         "the paper's Table 5 is Switchboard (licensed) with hybrid HMM models, so nothing here is comparable with its WER.",
         f"- Substitutions: end-to-end CTC over {first['output']} (no HMM, no alignments, no sMBR); "
         f"{first['features']}; widths scaled by 1/8, depths as the paper; unidirectional rows read "
-        f"{next((r['future_frames'] for r in table if not r['bidirectional']), 0)} future frames (the authors' shift).",
+        + lookahead(table) + "; bidirectional rows read the whole utterance (theirs are latency-controlled).",
         "- WER/CER: jiwer on corpus totals (edits / reference words), greedy CTC decoding; the best dev-WER epoch.",
         "- s/epoch: training only, median over epochs. Settings beside the paper's: docs/fidelity.md (Table 5)."])
     smoke = "160 training utterances, hidden / 4, 2 epochs" if profile == "smoke" else False
     text = write_table(table, COLUMNS, f"Table 5: acoustic models on {data}, LSTM vs SRU (CTC, WER)", out_dir,
-                       "table5", smoke, notes=notes, metric="dev_wer")
+                       "table5", smoke, notes=notes, metric="dev_wer", profile=profile, budget=BUDGET.get(profile))
     print(text)
     return table
+
+
+def lookahead(table):
+    uni = next((r for r in table if not r["bidirectional"]), None)
+    if uni is None:
+        return "no future frames"
+    if uni.get("future_steps") is None:  # a run from before the lookahead counted raw frames
+        return f"{uni['future_frames']} future model steps"
+    return (f"{uni['future_frames']} raw 10-ms frames ahead ({10 * uni['future_frames']} ms, the authors' label "
+            f"delay; {uni['future_steps']} model step{'' if uni['future_steps'] == 1 else 's'} after stacking, rounded down)")
 
 
 def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "speech", "table5", "rows").parse_args(argv)
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "digits")
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
+    names = [row_name(row, args.profile, data) for row in rows]
     if not args.collect_only:
-        for row in rows:
-            out_dir = Path(args.outputs) / row_name(row, args.profile, data)
+        for row, name in zip(rows, names):
+            if done := finished(args, name):
+                print(f"{name}: finished ({done}); not trained again")
+                continue
+            out_dir = Path(args.outputs) / name
             run_entry_point("tasks.speech.train", [f"model={row['model']}", f"model.layers={row['layers']}",
                                                    f"model.hidden={row['hidden']}",
                                                    f"model.bidirectional={str(row['bidirectional']).lower()}",
                                                    f"profile={args.profile}", f"out_dir={out_dir}", *args.extra], ROOT)
-    collect(rows, args.profile, args.out, args.outputs, data)
+    if args.publish:
+        publish(args, "table5", names, lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, data,
+                                                                                 missing_ok), ROOT)
+    else:
+        collect(rows, args.profile, args.out, args.outputs, data)
 
 
 if __name__ == "__main__":
