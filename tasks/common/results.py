@@ -104,6 +104,8 @@ def publish_rows(outputs, names, dest, root):
             if not isinstance(value, str) or key == "run_name":
                 continue
             path = Path(value) if Path(value).is_absolute() else Path(root) / value
+            if not path.is_file():  # a run made from another checkout: its files sit beside its result.json
+                path = src.parent / Path(value).name
             if path.is_file() and path.resolve().parent == src.resolve().parent:
                 shutil.copyfile(path, row_dir / path.name)
                 result[key] = Path(os.path.relpath(row_dir / path.name, root)).as_posix()
@@ -123,6 +125,12 @@ def publish(args, stem, names, collect, root):
     plot_table(table, dest.parent / f"{stem}.png")
     done = {r.get("run_name") for r in table["rows"]}
     missing = [n for n in names if n not in done]
+    if missing:  # a table published in parts says which rows are still to come
+        line = f"- Not run yet at this profile: {', '.join(missing)}."
+        table["notes"] = (table["notes"] + "\n" + line).strip()
+        write_json_atomic(table, dest.parent / f"{stem}.json")
+        with open(dest.parent / f"{stem}.md", "a") as f:
+            f.write(line + "\n")
     print(f"published {stem}: {len(table['rows'])} of {len(names)} rows in {dest.parent}/{stem}.{{json,md,png}} "
           f"(copied now: {', '.join(copied) or 'none'}; commits {', '.join(table['commits'])})"
           + (f"; not run yet: {', '.join(missing)}" if missing else ""))
