@@ -7,6 +7,13 @@ Inputs may be fp32, fp16 or bf16; the state c, the gates and all accumulation ar
 The bias gradient is written as per-sequence partial sums (B, D, 2, d) in fp32 and reduced
 over B by the caller with torch.sum: no atomics, so results do not depend on scheduling.
 
+Latency: each step's loads do not depend on the previous step's stores, so the time loops are
+software-pipelined (`tl.range(..., num_stages=NUM_STAGES)`: cp.async loads NUM_STAGES - 1 steps
+ahead; `python -m sru.compile_check` shows them in the compiled code). The backward pass loads c0
+once and carries c_t from the step before (c_{t-1} loaded at step t is c at the next step), 7 loads
+per step instead of 8. BLOCK shrinks (256 -> 32) while the grid would leave most SMs idle (PTB
+evaluation at batch 1, small models); the arithmetic is the same whatever BLOCK is.
+
 Layout as in ``sru.reference``. Under TRITON_INTERPRET=1 these kernels run on CPU tensors,
 which is how the tests hold them to the reference without a GPU.
 """
@@ -60,11 +67,11 @@ def _load_step(U, XH, row, j, m, d, bf, br, K: tl.constexpr):
 @triton.jit
 def _forward_kernel(U, XH, BIAS, C0, MASK, DROP, H, C_ALL, L, B, d,
                     K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DROP: tl.constexpr,
-                    USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
+                    USE_TANH: tl.constexpr, BLOCK: tl.constexpr, NUM_STAGES: tl.constexpr):
     pid_bd, b, dr, j, m, bf, br = _program_columns(BIAS, d, D, BLOCK)
     dm = _drop_mask(DROP, pid_bd, j, m, d, HAS_DROP, BLOCK)
     c = tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32)
-    for i in range(L):
+    for i in tl.range(0, L, num_stages=NUM_STAGES):
         t = i + dr * (L - 1 - 2 * i)  # forward order for dr == 0, reverse for dr == 1
         row = ((t * B + b) * D + dr).to(tl.int64)  # index into (L, B, D)
         u0, f, r, x = _load_step(U, XH, row, j, m, d, bf, br, K)
@@ -87,13 +94,16 @@ def _forward_kernel(U, XH, BIAS, C0, MASK, DROP, H, C_ALL, L, B, d,
 def _backward_kernel(U, XH, BIAS, C0, MASK, DROP, C_ALL, GRAD_H, GRAD_CN,
                      GRAD_U, GRAD_XH, GRAD_BIAS, GRAD_C0, L, B, d,
                      K: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DROP: tl.constexpr,
-                     USE_TANH: tl.constexpr, BLOCK: tl.constexpr):
+                     USE_TANH: tl.constexpr, BLOCK: tl.constexpr, NUM_STAGES: tl.constexpr):
     pid_bd, b, dr, j, m, bf, br = _program_columns(BIAS, d, D, BLOCK)
     dm = _drop_mask(DROP, pid_bd, j, m, d, HAS_DROP, BLOCK)
     dc = tl.load(GRAD_CN + pid_bd * d + j, mask=m).to(tl.float32)  # reaches c_t from later
+    c0 = tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32)
     gbf = tl.zeros([BLOCK], dtype=tl.float32)
     gbr = tl.zeros([BLOCK], dtype=tl.float32)
-    for i in range(L):
+    t_last = (L - 1) * (1 - dr)  # the backward pass starts at each direction's last step
+    c = tl.load(C_ALL + ((t_last * B + b) * D + dr).to(tl.int64) * d + j, mask=m & (j < L * d))  # nothing when L == 0
+    for i in tl.range(0, L, num_stages=NUM_STAGES):
         t = (L - 1 - i) + dr * (2 * i + 1 - L)  # reverse of the forward order
         row = ((t * B + b) * D + dr).to(tl.int64)
         gu = GRAD_U + row * K * d + j
@@ -101,10 +111,8 @@ def _backward_kernel(U, XH, BIAS, C0, MASK, DROP, C_ALL, GRAD_H, GRAD_CN,
         first = ((dr == 0) & (t == 0)) | ((dr == 1) & (t == L - 1))
         t_prev = tl.minimum(tl.maximum(t - 1 + 2 * dr, 0), L - 1)  # clamped; unused when first
         prev_row = ((t_prev * B + b) * D + dr).to(tl.int64)
-        c_prev = tl.load(C_ALL + prev_row * d + j, mask=m)
-        c_prev = tl.where(first, tl.load(C0 + pid_bd * d + j, mask=m).to(tl.float32), c_prev)
+        c_prev = tl.where(first, c0, tl.load(C_ALL + prev_row * d + j, mask=m))
         u0, f, r, x = _load_step(U, XH, row, j, m, d, bf, br, K)
-        c = tl.load(C_ALL + row * d + j, mask=m)
         gh = tl.load(GRAD_H + row * d + j, mask=m).to(tl.float32)
         if USE_TANH:
             g = _tanh(c)
@@ -135,13 +143,26 @@ def _backward_kernel(U, XH, BIAS, C0, MASK, DROP, C_ALL, GRAD_H, GRAD_CN,
         gbf += g_f
         gbr += g_r
         dc = dc_prev
+        c = c_prev  # c_{t-1} is the next step's c_t
     tl.store(GRAD_C0 + pid_bd * d + j, dc, mask=m)
     tl.store(GRAD_BIAS + (pid_bd * 2) * d + j, gbf, mask=m)
     tl.store(GRAD_BIAS + (pid_bd * 2 + 1) * d + j, gbr, mask=m)
 
 
-def _block(d):
-    return max(16, min(256, triton.next_power_of_2(d)))
+NUM_STAGES = 3  # steps of loads in flight in the time loops (2 ahead of the one computed)
+
+
+def launch_config(d, columns, device, element_size=4):
+    """(BLOCK, num_warps) for `columns` = B x directions sequences of d units: BLOCK up to 256 units,
+    halved (down to 32) while the grid has fewer than two programs per SM, so that small B x d still
+    spreads over the GPU. Each thread loads at least 4 bytes per row (one fp32, two bf16/fp16 units):
+    the smallest copy cp.async makes, without which a 16-bit load is not pipelined; at most 4 warps."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
+    block = max(16, min(256, triton.next_power_of_2(d)))
+    while block > 32 and triton.cdiv(d, block) * columns < 2 * sms:
+        block //= 2
+    units_per_thread = max(1, 4 // element_size)
+    return block, max(1, min(4, block // (32 * units_per_thread)))
 
 
 def forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
@@ -149,11 +170,11 @@ def forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
     L, B, _ = U.shape
     h = torch.empty(L, B, D * d, device=U.device, dtype=U.dtype)
     c_all = torch.empty(L, B, D * d, device=U.device, dtype=torch.float32)
-    block = _block(d)
+    block, warps = launch_config(d, B * D, U.device, U.element_size())
     _forward_kernel[(triton.cdiv(d, block), B * D)](
         U, U if xh is None else xh, bias, c0, U if mask is None else mask, U if drop is None else drop,
         h, c_all, L, B, d, K=K, D=D, HAS_MASK=mask is not None, HAS_DROP=drop is not None, USE_TANH=use_tanh,
-        BLOCK=block)
+        BLOCK=block, NUM_STAGES=NUM_STAGES, num_warps=warps)
     return h, c_all
 
 
@@ -164,9 +185,10 @@ def backward(U, xh, bias, c0, mask, drop, c_all, grad_h, grad_cn, d, D, K, use_t
     grad_xh = None if K == 4 else torch.empty_like(xh)
     grad_bias = torch.empty(B, D * 2 * d, device=U.device, dtype=torch.float32)
     grad_c0 = torch.empty(B, D * d, device=U.device, dtype=torch.float32)
-    block = _block(d)
+    block, warps = launch_config(d, B * D, U.device, U.element_size())
     _backward_kernel[(triton.cdiv(d, block), B * D)](
         U, U if xh is None else xh, bias, c0, U if mask is None else mask, U if drop is None else drop, c_all,
         grad_h, grad_cn, grad_U, grad_U if grad_xh is None else grad_xh, grad_bias, grad_c0, L, B, d,
-        K=K, D=D, HAS_MASK=mask is not None, HAS_DROP=drop is not None, USE_TANH=use_tanh, BLOCK=block)
+        K=K, D=D, HAS_MASK=mask is not None, HAS_DROP=drop is not None, USE_TANH=use_tanh, BLOCK=block,
+        NUM_STAGES=NUM_STAGES, num_warps=warps)
     return grad_U, grad_xh, grad_bias, grad_c0
