@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from tasks.common.checkpoint import CheckpointError, load, load_model, save_atomic
 from tasks.common.distributed import Context
-from helpers import needs_data, result_of, run_module
+from helpers import ROOT, needs_data, result_of, run_module
 
 needs_ptb = needs_data("ptb", "ptb")
 needs_mr = needs_data("mr", "classification")
@@ -163,3 +163,16 @@ def test_a_failing_table_cell_prints_its_error_once_and_no_traceback(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("bad config value model.layers") == 1 and "this cell failed" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "res" / "table3.md").exists()
+
+
+@pytest.mark.parametrize("task", sorted(p.parent.parent.name for p in (ROOT / "configs").glob("*/profile/cpu.yaml")))
+def test_cpu_profile_composes_and_passes_the_config_checks(task):
+    """Every task with a CPU-budget profile composes with it and its checks accept it (the run itself is
+    never a test: it takes hours)."""
+    import importlib
+
+    from hydra import compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / task), version_base="1.3"):
+        cfg = compose("config", overrides=["profile=cpu"])
+    assert cfg.profile.name == "cpu"
+    importlib.import_module(f"tasks.{task}.train").validate_config(cfg)
