@@ -58,6 +58,7 @@ def trainer_checks(cfg):
             ("optim.decay_start", o.decay_start >= 0, ">= 0 (the last epoch at the full lr)"),
             ("optim.decay_on_plateau", isinstance(o.get("decay_on_plateau", False), bool), "true or false"),
             ("precision", cfg.precision in PRECISIONS, f"one of {sorted(PRECISIONS)}"),
+            ("tf32", isinstance(cfg.get("tf32", False), bool), "true or false (TF32 for CUDA matmuls and cuDNN)"),
             ("patience", cfg.patience is None or cfg.patience >= 1, "null (no early stopping) or >= 1"),
             ("profile.epochs", cfg.profile.epochs >= 1, ">= 1")]
 
@@ -91,6 +92,8 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     the test split, write out_dir/result.json and return it."""
     out_dir, run = Path(out_dir), Run(out_dir, ctx)
     device, epochs = ctx.device, cfg.profile.epochs
+    tf32 = bool(cfg.get("tf32", False))  # one switch for both, so LSTM (cuDNN) and SRU (matmul) GEMMs match
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     seed_everything(seed, deterministic=cfg.deterministic)
     model = task.build_model().to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -137,7 +140,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                     tags=tags, name=name)
     logger.summary(params=params, world_size=ctx.world_size)
     run.say(f"{name}: {params:,} trainable parameters, device {device} x {ctx.world_size}, "
-            f"precision {cfg.precision}, {epochs} epochs")
+            f"precision {cfg.precision}{', TF32' if tf32 else ''}, {epochs} epochs")
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if state["stopped"]:
             break
@@ -222,7 +225,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
                   epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
                   wall_s=round(state.get("elapsed", 0.0), 1),
-                  precision=cfg.precision,
+                  precision=cfg.precision, tf32=tf32,
                   commit=git_commit(), device=str(device), machine=machine_name(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])
     if hasattr(task, "summary"):
