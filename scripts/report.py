@@ -142,17 +142,18 @@ def paper_figure1_markdown(benches):
 
 
 def load_tables(results, published):
-    """{table: (its JSON, where it came from) or None}: the local results/ first, else the committed one."""
+    """{table: (its JSON, its path, whether it is local) or None}: the local results/ first, else the
+    committed one."""
     out = {}
     for t in TABLES:
         local, committed = Path(results) / f"{t}.json", Path(published) / f"{t}.json"
         path = local if local.exists() else committed if committed.exists() else None
-        out[t] = (json.loads(path.read_text()), path) if path else None
+        out[t] = (json.loads(path.read_text()), path, path == local) if path else None
     return out
 
 
-def source_line(table, path, results):
-    if Path(path).parent.resolve() == Path(results).resolve():
+def source_line(table, path, is_local, results):
+    if is_local:
         return f"Source: a local run, `{shown(path)}`."
     return (f"Source: the committed result `{shown(path)}` (no local `{shown(Path(results) / path.name)}`), "
             f"rows run at commit {', '.join(table.get('commits') or ['?'])} on {', '.join(table.get('machines') or ['?'])}.")
@@ -182,7 +183,7 @@ def write_report(results, out, published=ROOT / "docs" / "results" / "cpu"):
         if table is None:
             md.append(f"| Table {n} | {TABLES[t]['name']} | not run: `make {t} profile=smoke` | - | - |")
         else:
-            where = "local run" if found[t][1].parent.resolve() == results.resolve() else "committed"
+            where = "local run" if found[t][2] else "committed"
             md.append(f"| [Table {n}](#{t}) | {TABLES[t]['name']} | {where} | {profile_of(table)} | {len(table['rows'])} |")
     md.append("| [Figure 1](#figure1) | speed, one layer | " +
               ("run: " + ", ".join(b["machine"]["device"] for b in benches) if benches else "not run: `make bench`")
@@ -196,7 +197,7 @@ def write_report(results, out, published=ROOT / "docs" / "results" / "cpu"):
             continue
         figure = files / f"{t}.png"
         plot_table(table, figure)
-        md += [f"**{table['title']}**", "", f"Profile: **{profile_of(table)}**. " + source_line(table, found[t][1], results),
+        md += [f"**{table['title']}**", "", f"Profile: **{profile_of(table)}**. " + source_line(table, *found[t][1:], results),
                "",
                markdown_table(table["rows"], table["columns"]), "", table["notes"], "",
                f"![Table {n}: {table['metric']} vs training time, and seconds per epoch](report_files/{figure.name})",

@@ -29,7 +29,6 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from sru import triton_kernels as tk  # noqa: E402
 
-_NO_GPU = __import__("torch").device("cpu")  # launch_config's SM count is irrelevant at a full grid
 STATE = ("BIAS", "C0", "DROP", "C_ALL", "GRAD_CN", "GRAD_BIAS", "GRAD_C0")  # always fp32 (the recurrence's state)
 
 
@@ -49,7 +48,7 @@ def signature(kernel, dtype):
     return sig
 
 
-def resources(cubin, arch):
+def resources(cubin):
     """(registers, spill bytes, shared bytes) of a cubin, from the bundled cuobjdump -res-usage."""
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
@@ -64,7 +63,7 @@ def compile_one(kernel, dtype, K, D, mask, drop, arch, block=128, warps=None):
     """One kernel variant compiled as the JIT would for tensors from torch (16-byte aligned) and a hidden
     size that is a multiple of 16 (the JIT specialises both); num_warps as sru.triton_kernels launches it."""
     if warps is None:
-        warps = tk.launch_config(block, 10_000, _NO_GPU, 4 if dtype == "fp32" else 2)[1]
+        warps = tk.num_warps(block, 4 if dtype == "fp32" else 2)
     constexprs = dict(K=K, D=D, HAS_MASK=mask, HAS_DROP=drop, USE_TANH=True, BLOCK=block, NUM_STAGES=tk.NUM_STAGES)
     sig = signature(kernel, dtype)
     aligned = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
@@ -72,7 +71,7 @@ def compile_one(kernel, dtype, K, D, mask, drop, arch, block=128, warps=None):
     src = ASTSource(fn=kernel, signature=sig, attrs=aligned,
                     constexprs={(kernel.arg_names.index(k),): v for k, v in constexprs.items()})
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=warps))
-    regs, spill, shared = resources(compiled.asm["cubin"], arch)
+    regs, spill, shared = resources(compiled.asm["cubin"])
     ttgir = compiled.asm["ttgir"]
     return dict(kernel=kernel.fn.__name__.strip("_"), dtype=dtype, K=K, D=D, mask=mask, dropout=drop, arch=arch,
                 block=block, num_warps=warps, registers=regs, spill_bytes=spill, shared_bytes=max(shared, compiled.metadata.shared),

@@ -161,8 +161,13 @@ def launch_config(d, columns, device, element_size=4):
     block = max(16, min(256, triton.next_power_of_2(d)))
     while block > 32 and triton.cdiv(d, block) * columns < 2 * sms:
         block //= 2
+    return block, num_warps(block, element_size)
+
+
+def num_warps(block, element_size):
+    """Warps for BLOCK units of `element_size`-byte activations: at least 4 bytes per thread per row."""
     units_per_thread = max(1, 4 // element_size)
-    return block, max(1, min(4, block // (32 * units_per_thread)))
+    return max(1, min(4, block // (32 * units_per_thread)))
 
 
 def forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):

@@ -109,14 +109,14 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     state = dict(epoch=0, best=None, best_epoch=0, bad_epochs=0, stopped=False, history=[], wall=0.0,
-                 decay_start=cfg.optim.decay_start, elapsed=0.0)
+                 decay_start=cfg.optim.decay_start, elapsed=0.0)  # elapsed: training + evaluation seconds
     if cfg.resume and last_path.exists():
         ckpt = checkpoint.load(last_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optim"])
         scaler.load_state_dict(ckpt["scaler"])
         checkpoint.set_rng_state(ckpt["rng"])
-        state = dict(dict(decay_start=cfg.optim.decay_start), **ckpt["trainer"])
+        state = dict(state, **ckpt["trainer"])  # keys a checkpoint from before they existed lacks keep their start
         run.say(f"{name}: resumed from {last_path} after epoch {state['epoch']}")
     elif last_path.exists():
         run.say(f"{name}: {last_path} exists; starting over (resume=true would continue it)")
@@ -155,7 +155,6 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
             shared_rng = checkpoint.rng_state()
             torch.manual_seed(_rank_seed(seed, epoch, ctx.rank))
         t0, loss_sum, counted, carry = time.perf_counter(), 0.0, 0, None
-        epoch_start = t0
         bar = ctx.progress(total=len(batches), desc=f"{name} epoch {epoch}/{epochs}")
         for i, batch in enumerate(batches):
             with autocast():
@@ -197,7 +196,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                                                        task.mode)
         state["history"].append(entry)
         state["epoch"] = epoch
-        state["elapsed"] = state.get("elapsed", 0.0) + time.perf_counter() - epoch_start  # training + evaluation
+        state["elapsed"] += time.perf_counter() - t0
         if state["best"] is None or better(metrics[task.metric], state["best"]):
             state.update(best=metrics[task.metric], best_epoch=epoch, bad_epochs=0)
             save(best_path)
@@ -224,7 +223,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                   params=params, **final, best_epoch=state["best_epoch"],
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
                   epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
-                  wall_s=round(state.get("elapsed", 0.0), 1),
+                  wall_s=round(state["elapsed"], 1),
                   precision=cfg.precision, tf32=tf32,
                   commit=git_commit(), device=str(device), machine=machine_name(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])
