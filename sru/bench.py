@@ -5,8 +5,11 @@
 Rows, all measured in the same run with one TF32 setting:
   lstm     torch.nn.LSTM (cuDNN on GPU), 1 layer, d -> d
   conv2d   word-level convolution: a (3, d) filter over the (l, d) input, d output channels
-  gemm     the SRU's GEMMs alone (x @ W and, for fwd+bwd, its two backward GEMMs): the floor
-           a fused SRU layer can approach
+  gemm     the SRU's GEMMs alone (x @ W and, for fwd+bwd, its two backward GEMMs) on the route the SRU
+           takes (sru.gemm: on the CPU oneDNN where it is faster and exact): the floor a fused SRU layer
+           can approach
+  gemm-mkl the same GEMMs through torch's default fp32 matmul (MKL on the CPU), for comparison
+           (CPU only, and only when the route is not already that)
   naive    the SRU with the plain-PyTorch reference recurrence (autograd over a time loop)
   sru-*    our SRU layer with each fused backend available here (and bf16 on GPU)
 Each cell is the median of repeated timings after warm-up (CUDA events on GPU).
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import gemm
 from .modules import SRUCell
 
 GRID = [(32, 256), (32, 512), (128, 256), (128, 512), (256, 1024)]
@@ -71,7 +75,9 @@ def make_rows(d, device, backends):
     # (l, B, d) -> (B, 1, l, d) -> (B, d, l, 1)
     rows["conv2d"] = (conv, torch.float32, lambda x: conv(x.permute(1, 0, 2).unsqueeze(1)))
     weight = nn.Parameter(torch.empty(d, 3 * d, device=device).uniform_(-0.05, 0.05))
-    rows["gemm"] = (None, torch.float32, lambda x: x.reshape(-1, d) @ weight)
+    rows["gemm"] = (None, torch.float32, lambda x: gemm.matmul(x.reshape(-1, d), weight))
+    if device.type == "cpu" and gemm.cpu_route() != "mkl":
+        rows["gemm-mkl"] = (None, torch.float32, lambda x: x.reshape(-1, d) @ weight)
     naive = SRUCell(d, d, backend="reference").to(device)
     rows["naive"] = (naive, torch.float32, lambda x: naive(x)[0])
     for backend in backends:
@@ -124,6 +130,10 @@ def machine_info(device):
         except OSError:
             pass
         info["device"] = f"CPU: {cpu}, {torch.get_num_threads()} threads"
+        info["cpu_gemm"] = gemm.describe()
+        import numba
+        from . import cpu_kernels  # noqa: F401  (sets numba's threading layer)
+        info["numba_threading_layer"] = numba.config.THREADING_LAYER
     return info
 
 
@@ -145,7 +155,8 @@ def markdown(results, info):
     cell = {(r["row"], r["mode"], r["l"], r["d"]): r["ms"] for r in results}
     ratio = ratios(results)
     lines = [f"Device: {info['device']}; torch {info['torch']}; TF32 matmul "
-             f"{'on' if info['tf32'] else 'off'}; batch 32, 1 layer; median ms; {info['date']}", ""]
+             f"{'on' if info['tf32'] else 'off'}; batch 32, 1 layer; median ms; {info['date']}"
+             + (f"; SRU GEMMs and the gemm floor: {info['cpu_gemm']}" if "cpu_gemm" in info else ""), ""]
     for mode in ("fwd", "fwd+bwd"):
         lines.append(f"| {mode} | " + " | ".join(f"l={l}, d={d}" for l, d in sizes) + " |")
         lines.append("|---" * (len(sizes) + 1) + "|")

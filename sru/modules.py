@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .gemm import matmul
 from .ops import check_backend_available, recurrence, resolve_backend
 
 
@@ -88,7 +89,7 @@ class SRUCell(nn.Module):
         x = input
         if self.training and self.rnn_dropout > 0:
             x = x * _sequence_mask(self.rnn_dropout, (1, B, self.input_size), input)
-        U = (x.reshape(L * B, self.input_size) @ self.weight).view(L, B, self.weight.shape[1])  # autocast: its dtype
+        U = matmul(x.reshape(L * B, self.input_size), self.weight).view(L, B, self.weight.shape[1])  # autocast: its dtype
         xh = input if self.k == 3 else None
         drop = None
         if self.training and self.dropout > 0:  # one mask per sequence, on g(c) (see the docstring)

@@ -4,7 +4,8 @@
 ``sru.reference.recurrence_reference``: (U, x, bias, c0, mask_pad, hidden_size,
 bidirectional, use_tanh) -> (h, c_n). The fused backends are ``torch.library`` custom ops
 with a fake (meta) implementation and a registered autograd formula, so ``torch.compile``
-traces models that use them without graph breaks.
+traces models that use them without graph breaks; in eager mode the same forward and backward
+run from a plain ``autograd.Function``, which skips the custom op's dispatch cost.
 
 Each fused op returns (h, c_n, c_all); c_all (every step's fp32 state) is saved for the
 backward kernel and is not differentiable: the public wrapper returns only (h, c_n).
@@ -94,14 +95,35 @@ def _last_state(c_all, L, B, D, d):
     return torch.stack([c[L - 1 if dr == 0 else 0, :, dr] for dr in range(D)], dim=1).view(B, D * d)
 
 
+def _run_forward(forward_impl, U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
+    L, B, D, K = _dims(U, hidden_size, bidirectional)
+    h, c_all = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh)
+    return h, _last_state(c_all, L, B, D, hidden_size).to(c0.dtype), c_all
+
+
+def _run_backward(backward_impl, U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size,
+                  bidirectional, use_tanh):
+    L, B, D, K = _dims(U, hidden_size, bidirectional)
+    grad_U, grad_x, grad_bias, grad_c0 = backward_impl(
+        U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
+    # deterministic reduction of the per-sequence partial sums, in a fixed order
+    return grad_U, grad_x, grad_bias.sum(0).to(bias.dtype), grad_c0.to(c0.dtype)
+
+
+def _backward_inputs(U, c0, grad_h, grad_cn):
+    """The output gradients as the kernels read them: contiguous, zeros for an unused output."""
+    grad_h = U.new_zeros(U.shape[0], U.shape[1], c0.shape[-1]) if grad_h is None else grad_h.contiguous()
+    grad_cn = c0.new_zeros(c0.shape) if grad_cn is None else grad_cn.contiguous()
+    return grad_h, grad_cn
+
+
 def _define_op(name, forward_impl, backward_impl):
+    """The fused backend as torch.library custom ops (what torch.compile and export trace)."""
     @torch.library.custom_op(f"sru::{name}_forward", mutates_args=())
     def forward_op(U: Tensor, x: Optional[Tensor], bias: Tensor, c0: Tensor,
                    mask: Optional[Tensor], drop: Optional[Tensor], hidden_size: int, bidirectional: bool,
                    use_tanh: bool) -> tuple[Tensor, Tensor, Tensor]:
-        L, B, D, K = _dims(U, hidden_size, bidirectional)
-        h, c_all = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh)
-        return h, _last_state(c_all, L, B, D, hidden_size).to(c0.dtype), c_all
+        return _run_forward(forward_impl, U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh)
 
     @forward_op.register_fake
     def _(U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
@@ -115,12 +137,10 @@ def _define_op(name, forward_impl, backward_impl):
                     mask: Optional[Tensor], drop: Optional[Tensor], c_all: Tensor, grad_h: Tensor,
                     grad_cn: Tensor, hidden_size: int, bidirectional: bool,
                     use_tanh: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        L, B, D, K = _dims(U, hidden_size, bidirectional)
-        grad_U, grad_x, grad_bias, grad_c0 = backward_impl(
-            U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
-        grad_x = U.new_empty(0) if grad_x is None else grad_x
-        # deterministic reduction of the per-sequence partial sums, in a fixed order
-        return grad_U, grad_x, grad_bias.sum(0).to(bias.dtype), grad_c0.to(c0.dtype)
+        grad_U, grad_x, grad_bias, grad_c0 = _run_backward(
+            backward_impl, U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, bidirectional,
+            use_tanh)
+        return grad_U, U.new_empty(0) if grad_x is None else grad_x, grad_bias, grad_c0
 
     @backward_op.register_fake
     def _(U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, bidirectional, use_tanh):
@@ -135,19 +155,40 @@ def _define_op(name, forward_impl, backward_impl):
 
     def backward(ctx, grad_h, grad_cn, _grad_c_all):
         U, x, bias, c0, mask, drop, c_all = ctx.saved_tensors
-        n = c0.shape[-1]
-        grad_h = U.new_zeros(U.shape[0], U.shape[1], n) if grad_h is None else grad_h.contiguous()
-        grad_cn = c0.new_zeros(c0.shape) if grad_cn is None else grad_cn.contiguous()
         grad_U, grad_x, grad_bias, grad_c0 = backward_op(
-            U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, *ctx.args)
+            U, x, bias, c0, mask, drop, c_all, *_backward_inputs(U, c0, grad_h, grad_cn), *ctx.args)
         return grad_U, (None if x is None else grad_x), grad_bias, grad_c0, None, None, None, None, None
 
     forward_op.register_autograd(backward, setup_context=setup_context)
     return forward_op
 
 
+class _EagerRecurrence(torch.autograd.Function):
+    """The same forward and backward as the custom ops, without torch.library's dispatch, which cost
+    ~100 us per layer call on the CPU against ~30 us for this (docs/benchmarks.md). Eager mode only:
+    under torch.compile / export the custom ops run, so the graph sees one opaque op."""
+
+    @staticmethod
+    def forward(ctx, impls, U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
+        h, c_n, c_all = _run_forward(impls[0], U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh)
+        ctx.save_for_backward(U, x, bias, c0, mask, drop, c_all)
+        ctx.args = (impls[1], hidden_size, bidirectional, use_tanh)
+        ctx.set_materialize_grads(False)
+        return h, c_n
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_cn):
+        U, x, bias, c0, mask, drop, c_all = ctx.saved_tensors
+        backward_impl, hidden_size, bidirectional, use_tanh = ctx.args
+        grad_U, grad_x, grad_bias, grad_c0 = _run_backward(
+            backward_impl, U, x, bias, c0, mask, drop, c_all, *_backward_inputs(U, c0, grad_h, grad_cn),
+            hidden_size, bidirectional, use_tanh)
+        return None, grad_U, grad_x, grad_bias, grad_c0, None, None, None, None, None
+
+
 _cpu_op = _define_op("cpu", _cpu_forward, _cpu_backward)
 _gpu_op = _define_op("gpu", _gpu_forward, _gpu_backward)
+_IMPLS = {"cpu": (_cpu_forward, _cpu_backward), "gpu": (_gpu_forward, _gpu_backward)}
 
 
 # --- backend selection --------------------------------------------------------------------
@@ -233,9 +274,10 @@ def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, b
         return U.new_zeros(U.shape[0], 0, c0.shape[-1]), c0.clone()
     if backend == "reference":
         return recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, drop)
-    op = _cpu_op if backend == "cpu" else _gpu_op
     mask = None if mask_pad is None else mask_pad.to(torch.uint8).contiguous()
-    h, c_n, _ = op(U.contiguous(), None if x is None else x.contiguous(), bias.contiguous(),
-                   c0.contiguous(), mask, None if drop is None else drop.contiguous(), hidden_size, bidirectional,
-                   use_tanh)
-    return h, c_n
+    args = (U.contiguous(), None if x is None else x.contiguous(), bias.contiguous(), c0.contiguous(), mask,
+            None if drop is None else drop.contiguous(), hidden_size, bidirectional, use_tanh)
+    if torch.compiler.is_compiling():
+        h, c_n, _ = (_cpu_op if backend == "cpu" else _gpu_op)(*args)
+        return h, c_n
+    return _EagerRecurrence.apply(_IMPLS[backend], *args)

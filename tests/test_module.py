@@ -176,6 +176,8 @@ def test_bad_constructor_arguments():
 def test_forcing_an_unavailable_backend_says_why(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
+    import sru.triton_kernels  # noqa: F401  (import the kernels in interpreter mode first: triton
+    # decides interpreted-or-compiled when it first meets a kernel, and later tests in this process need it)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="CUDA"):
         SRU(4, 4, backend="gpu")
