@@ -11,6 +11,12 @@ onednn_only = pytest.mark.skipif(gemm.cpu_route() != "onednn",
                                  reason=f"sru.gemm takes {gemm.cpu_route()} on this machine, not oneDNN")
 
 
+@pytest.fixture
+def every_size_on_onednn(monkeypatch):
+    """Small test shapes take the oneDNN route too (normally GEMMs under ONEDNN_MIN_MACS stay on MKL)."""
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
+
+
 def _grads_f64(x, weight, bias, grad_y):
     x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
     b64 = None if bias is None else bias.detach().double().requires_grad_()
@@ -23,7 +29,7 @@ def _grads_f64(x, weight, bias, grad_y):
 @pytest.mark.parametrize("shape, out, with_bias, transposed", [
     ((1, 1), 1, True, False), ((7, 13), 5, False, False), ((3, 5, 17), 33, True, False),
     ((64, 96), 257, True, True), ((2, 0, 8), 4, True, False)])
-def test_linear_matches_float64_outputs_and_all_gradients(shape, out, with_bias, transposed):
+def test_linear_matches_float64_outputs_and_all_gradients(shape, out, with_bias, transposed, every_size_on_onednn):
     seed = torch.seed() % 2**31  # fresh inputs each run; the seed is in the failure message
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(*shape, generator=g)
@@ -44,7 +50,7 @@ def test_linear_matches_float64_outputs_and_all_gradients(shape, out, with_bias,
 
 
 @onednn_only
-def test_the_sru_and_routed_linear_layers_take_onednn(monkeypatch):
+def test_the_sru_and_routed_linear_layers_take_onednn(monkeypatch, every_size_on_onednn):
     calls = []
     real = gemm._onednn_op()
 
@@ -64,6 +70,9 @@ def test_the_sru_and_routed_linear_layers_take_onednn(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps choosing its own kernels
         head(torch.randn(6, 8))
     assert calls == []
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 100)  # 6 x 8 x 4 = 192 multiply-adds: oneDNN;
+    head(torch.randn(6, 8))                            # 6 x 4 x 2 = 48: under the threshold, MKL
+    assert calls == [(6, 8)]
 
 
 def test_routed_linear_keeps_parameters_state_dict_and_outputs():
@@ -78,7 +87,7 @@ def test_routed_linear_keeps_parameters_state_dict_and_outputs():
     torch.testing.assert_close(model(x), plain(x), rtol=1e-5, atol=1e-6)
 
 
-def test_the_sru_gemm_is_the_same_product_on_either_route(monkeypatch):
+def test_the_sru_gemm_is_the_same_product_on_either_route(monkeypatch, every_size_on_onednn):
     """The default route and PyTorch's own matmul (SRU_CPU_GEMM=mkl) give the same layer outputs and
     gradients, to fp32 rounding."""
     seed = torch.seed() % 2**31
