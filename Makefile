@@ -59,8 +59,10 @@ table5: install
 report: install
 	$(BIN)/python -m scripts.report
 
+# On a CUDA box with this checkout installed; for the device image use scripts/gpu_check_prepare.sh + the device
+# tool (docs/benchmarks.md, "The device check")
 gpu-check: install
-	bash scripts/gpu_check.sh
+	PYTHON=$(BIN)/python bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) bench_out .pytest_cache outputs

@@ -148,3 +148,11 @@ def backward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, c_all, grad_h, gra
         grad_c0[b, dr, j0:j1] = dc
         grad_bias[b, dr, 0, j0:j1] = gbf
         grad_bias[b, dr, 1, j0:j1] = gbr
+
+
+# The same kernels compiled without threads, for small problems: waking numba's workers costs ~0.2 ms
+# per launch, more right after a torch op whose OpenMP threads still spin, which dwarfs the work of a
+# (35, 1, 910) PTB evaluation step or a tiny layer. (prange runs as range when parallel is off.)
+forward_serial = numba.njit(**_JIT)(forward.py_func)
+backward_serial = numba.njit(**_JIT)(backward.py_func)
+SERIAL_BELOW = 1 << 16  # L * B * D * d: below this the serial kernels run (docs/benchmarks.md)

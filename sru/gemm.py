@@ -12,6 +12,7 @@ timing noise. For Y = X Wᵀ + b with X (N, in), the N rows being the L·B posit
                                  compiler emits for CPU linear layers; fp32 in, fp32 accumulation)
   dW = dYᵀ X, db = Σ dY       -> PyTorch's default (MKL): a reduction over the N rows, where oneDNN
                                  measured no faster
+GEMMs under ONEDNN_MIN_MACS multiply-adds stay on MKL (oneDNN's per-call setup would dominate).
 ``SRU_CPU_GEMM=mkl`` turns the route off, ``onednn`` forces it, ``auto`` (default) takes it on x86-64
 CPUs with AVX2 or AVX-512 when PyTorch has oneDNN and a 64x64x64 product through it matches float64.
 Under ``torch.compile``, under CPU autocast and for anything but float32 CPU tensors the plain PyTorch op
@@ -28,6 +29,9 @@ from torch import nn
 from torch.nn import functional as F
 
 ROUTES = ("auto", "onednn", "mkl")
+# Below this many multiply-adds (rows x in x out) oneDNN's per-call setup (~30-40 us) costs more than MKL's
+# product: measured crossover 3-6M on this project's CPU (docs/benchmarks.md); small GEMMs stay on MKL.
+ONEDNN_MIN_MACS = 1 << 22
 
 
 def _onednn_op():
@@ -96,7 +100,8 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def _takes_route(x, weight):
     return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and weight.device.type == "cpu" and x.numel() > 0 and not torch.compiler.is_compiling()
+            and weight.device.type == "cpu" and x.dim() >= 1 and x.shape[-1] > 0
+            and x.numel() // x.shape[-1] * weight.numel() >= ONEDNN_MIN_MACS and not torch.compiler.is_compiling()
             and not torch.is_autocast_enabled("cpu") and cpu_route() == "onednn")
 
 

@@ -71,8 +71,12 @@ def check_backend(backend, device, dtype, rel, case, seed, with_drop=False, use=
                             f"{backend}/{dtype}/{case}/drop={with_drop}/use={use}/{name} (seed {seed})")
 
 
+@pytest.mark.parametrize("threads", ["parallel", "serial"])
 @pytest.mark.parametrize("case", CASES)
-def test_cpu_kernel_matches_reference(case):
+def test_cpu_kernel_matches_reference(case, threads, monkeypatch):
+    """Both compilations of the CPU kernels: the threaded one and the serial one small problems get."""
+    from sru import cpu_kernels
+    monkeypatch.setattr(cpu_kernels, "SERIAL_BELOW", 0 if threads == "parallel" else 1 << 62)
     seed = torch.seed() % 2**31  # fresh inputs each run; the seed is in the failure message
     check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed)
 

@@ -51,6 +51,9 @@ def test_smoke_row_through_the_entry_point(tmp_path, model):
     assert result["task"] == "lm_ptb" and result["world_size"] == 1
     assert result["model"] == model and result["profile"] == "smoke" and result["epochs"] == 2
     assert 1 < result["test_ppl"] < 10000  # it learned something: uniform over 10k words is 10000
+    from sru import gemm
+    if gemm.cpu_route() == "onednn":  # onednn_linear=auto: the decoder (softmax) layer is routed, and says so
+        assert "nn.Linear: oneDNN" in result["cpu_gemm"] and "(1 layers)" in result["cpu_gemm"], result["cpu_gemm"]
     assert list((tmp_path / model / "wandb").glob("offline-run-*")), "no offline W&B run was written"
     check_dashboard_keys(tmp_path / model, "table3")   # the W&B view reads only keys this run logged
     assert "\r" not in proc.stderr       # not a terminal: progress as plain lines, no carriage returns
@@ -78,6 +81,7 @@ def test_resume_after_a_stop_reaches_the_same_result(tmp_path):
     ("model.dropout=-0.1", "bad config value model.dropout=-0.1: expected in [0, 1)"),
     ("model.kind=gru", "bad config value model.kind='gru': expected one of ('lstm', 'sru')"),
     ("precision=fp8", "bad config value precision='fp8'"),
+    ("onednn_linear=sometimes", "bad config value onednn_linear='sometimes'"),
     ("optim.name=lbfgs", "bad config value optim.name='lbfgs'"),
     ("model=gru", "Could not find 'model/gru'"),             # an unknown config option: Hydra's own check
 ])

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from sru import gemm
 from tasks.common import checkpoint, distributed
 from tasks.common.harness import (Logger, check_finite, decayed_lr, git_commit, machine_name, plateau_decay_start,
                                   seed_everything, write_json_atomic)
@@ -59,6 +60,8 @@ def trainer_checks(cfg):
             ("optim.decay_on_plateau", isinstance(o.get("decay_on_plateau", False), bool), "true or false"),
             ("precision", cfg.precision in PRECISIONS, f"one of {sorted(PRECISIONS)}"),
             ("tf32", isinstance(cfg.get("tf32", False), bool), "true or false (TF32 for CUDA matmuls and cuDNN)"),
+            ("onednn_linear", cfg.get("onednn_linear", "auto") in ("auto", True, False),
+             "auto, true or false (nn.Linear on oneDNN in CPU runs)"),
             ("patience", cfg.patience is None or cfg.patience >= 1, "null (no early stopping) or >= 1"),
             ("profile.epochs", cfg.profile.epochs >= 1, ">= 1")]
 
@@ -75,6 +78,18 @@ class Run:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / "train.log", "a") as f:
                 f.write(msg + "\n")
+
+
+def route_linear_layers(model, setting, device):
+    """`onednn_linear`: put the model's nn.Linear layers on oneDNN's exact fp32 GEMM (sru.gemm) for a
+    CPU run. Returns what result.json records: None on a GPU, else which GEMMs run where."""
+    if device.type != "cpu":
+        return None
+    if setting is True and gemm.cpu_route() != "onednn":
+        raise ValueError("onednn_linear=true, but sru.gemm does not take oneDNN here (SRU_CPU_GEMM=mkl, or no "
+                         "usable oneDNN in this PyTorch build); use onednn_linear=auto or false")
+    routed = gemm.use_onednn_linear(model) if setting is not False and gemm.cpu_route() == "onednn" else 0
+    return f"SRU: {gemm.describe()}; nn.Linear: {gemm.describe() if routed else 'PyTorch default'} ({routed} layers)"
 
 
 def _fmt(v):
@@ -96,6 +111,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     seed_everything(seed, deterministic=cfg.deterministic)
     model = task.build_model().to(device)
+    linear_route = route_linear_layers(model, cfg.get("onednn_linear", "auto"), device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     params = sum(p.numel() for p in trainable)
     decoupled_wd = cfg.optim.get("decoupled_weight_decay", False) and cfg.optim.weight_decay > 0
@@ -224,7 +240,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
                   epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
                   wall_s=round(state["elapsed"], 1),
-                  precision=cfg.precision, tf32=tf32,
+                  precision=cfg.precision, tf32=tf32, cpu_gemm=linear_route,
                   commit=git_commit(), device=str(device), machine=machine_name(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])
     if hasattr(task, "summary"):

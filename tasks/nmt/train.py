@@ -84,11 +84,13 @@ class TranslationTask:
 
     def loss(self, model, indices, split):
         src, tgt = self.ids[split]
-        b = {k: v.to(next(model.parameters()).device) for k, v in data.make_batch(indices, src, tgt).items()}
+        batch = data.make_batch(indices, src, tgt)
+        tokens = int((batch["tgt"][:, 1:] != 0).sum())  # counted on the host tensor: no device sync
+        b = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
         logp = model(b["src"], b["src_len"], b["tgt"][:, :-1])
         gold = b["tgt"][:, 1:]
         nll = F.nll_loss(logp.reshape(-1, logp.size(-1)), gold.reshape(-1), ignore_index=0, reduction="sum")
-        return nll, int((gold != 0).sum())
+        return nll, tokens
 
     def step(self, model, batch, carry):
         nll, tokens = self.loss(model, batch[0], "train")

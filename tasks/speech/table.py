@@ -17,7 +17,7 @@ EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
 COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), ("layers", "layers", None),
            ("hidden", "hidden", None), ("paper's row", "paper", None), ("params (M)", "params_m", ".3f"),
            ("test WER", "wer", ".2f"), ("test CER", "cer", ".2f"), ("dev WER", "dev_wer", ".2f"),
-           ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None)]
+           ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("commit", "commit", None)]
 KEYS = ["model", "layers", "hidden", "bidirectional", "params", "sec_per_epoch", "epochs", "profile", "data",
         "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
         "future_steps", "device", "machine", "commit", "run_name", "wall_s"]
@@ -49,7 +49,10 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         f"{first['features']}; widths scaled by 1/8, depths as the paper; unidirectional rows read "
         + lookahead(table) + "; bidirectional rows read the whole utterance (theirs are latency-controlled).",
         "- WER/CER: jiwer on corpus totals (edits / reference words), greedy CTC decoding; the best dev-WER epoch.",
-        "- s/epoch: training only, median over epochs. Settings beside the paper's: docs/fidelity.md (Table 5)."])
+        "- s/epoch: training only, median over epochs. Settings beside the paper's: docs/fidelity.md (Table 5)."]
+        + (["- The rows ran at different commits, on different days: this machine's speed moves by +-30% from day "
+            "to day, so compare s/epoch only between rows of the same commit."]
+           if len({r.get("commit") for r in table}) > 1 else []))
     smoke = "160 training utterances, hidden / 4, 2 epochs" if profile == "smoke" else False
     text = write_table(table, COLUMNS, f"Table 5: acoustic models on {data}, LSTM vs SRU (CTC, WER)", out_dir,
                        "table5", smoke, notes=notes, metric="dev_wer", profile=profile, budget=BUDGET.get(profile))
