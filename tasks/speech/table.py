@@ -50,8 +50,8 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         + lookahead(table) + "; bidirectional rows read the whole utterance (theirs are latency-controlled).",
         "- WER/CER: jiwer on corpus totals (edits / reference words), greedy CTC decoding; the best dev-WER epoch.",
         "- s/epoch: training only, median over epochs. Settings beside the paper's: docs/fidelity.md (Table 5)."]
-        + (["- The rows ran at different commits, on different days: this machine's speed moves by +-30% from day "
-            "to day, so compare s/epoch only between rows of the same commit."]
+        + (["- The rows ran at different commits (see the commit column), some on different days: this machine's "
+            "speed moves by +-30% from day to day, so compare s/epoch only between rows trained the same day."]
            if len({r.get("commit") for r in table}) > 1 else []))
     smoke = "160 training utterances, hidden / 4, 2 epochs" if profile == "smoke" else False
     text = write_table(table, COLUMNS, f"Table 5: acoustic models on {data}, LSTM vs SRU (CTC, WER)", out_dir,
