@@ -55,7 +55,6 @@ if [ "$device" = cuda ]; then
     tests/test_kernels.py tests/test_module.py tests/test_autocast.py
   stage bench 100 bench.log "$py" -m sru.bench --device cuda --out "$work/bench"
   epochs=(profile.epochs=1)
-  bench_args=()
 else  # the dry run: the same stages, tiny
   stage compile_check 120 tests.log "$py" -m sru.compile_check --arch 90 --quick
   stage tests 300 tests.log "$py" -m pytest -q -rs -p no:cacheprovider tests/test_kernels.py -k "cpu and not gradcheck"
