@@ -1,5 +1,7 @@
 """Table 1: CV splits, SST phrases, word vectors, padding-invariant models, the smoke table end to end."""
 import gzip
+import json
+import shutil
 import statistics
 
 import numpy as np
@@ -12,7 +14,7 @@ from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.text import Vocab
 from tasks.common.vectors import VectorsError, embedding_matrix, read_vectors
-from helpers import MIRROR, mirror_has, needs_data, result_of, run_module, smoke_table
+from helpers import MIRROR, ROOT, mirror_has, needs_data, result_of, run_module, smoke_table
 
 needs_mirror = mirror_has("classification")
 needs_mr = needs_data("mr", "classification")
@@ -149,6 +151,27 @@ def test_smoke_table_through_the_entry_point(tmp_path):
     assert "SMOKE RUN" in md and "glove-6b-50d" in md and "82-83" in md
     assert (tmp_path / "results" / "table1_fig2.png").stat().st_size > 10_000
     assert list((tmp_path / "runs" / "mr-sru-smoke" / "run0" / "wandb").glob("offline-run-*"))
+    # --publish with --epoch-gap: the finished cells are kept, fold 0 of each model runs one epoch longer
+    pub = tmp_path / "pub"
+    publish = ["--profile", "smoke", "--publish", "--outputs", str(tmp_path / "runs"), "--publish-dir", str(pub),
+               "--epoch-gap", "mr", "--gap-epochs", "3", "profile.max_examples=400", "logger=none",
+               f"data_dir={tmp_path / 'data'}"]
+    proc = run_module("tasks.classification.table", *publish)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("not trained again") == 3 and proc.stdout.count("profile.runs=1") == 3
+    files = sorted(p.relative_to(pub).as_posix() for p in pub.rglob("*") if p.is_file())
+    assert files == sorted(["table1.json", "table1.md", "table1.png", "table1_fig2.png"]
+                           + [f"table1/mr-{m}-smoke/result.json" for m in ("cnn", "lstm", "sru")]
+                           + [f"table1/epoch-gap/mr-{m}-full-fold0/result.json" for m in ("cnn", "lstm", "sru")])
+    published = json.loads((pub / "table1.json").read_text())
+    gap = [line for line in published["notes"].splitlines() if line.startswith(("| CNN |", "| LSTM |", "| SRU |"))
+           and line.count("|") == 7]
+    assert "Epoch gap (MR, fold 0)" in published["notes"] and len(gap) == 3
+    assert all(line.endswith("| yes |") for line in gap)  # CPU runs are deterministic: the same first 2 epochs
+    assert "Not run yet at this profile: cr-cnn-smoke" in published["notes"]
+    shutil.rmtree(tmp_path / "runs")  # a published table and gap are not trained again
+    proc = run_module("tasks.classification.table", *publish)
+    assert proc.returncode == 0 and proc.stdout.count("not trained again") == 3 and not (tmp_path / "runs").exists()
 
 
 @needs_mr
@@ -190,3 +213,20 @@ def test_every_dataset_loads_with_the_published_counts(tmp_path, monkeypatch):
         (sst,), got = load_splits(name, tmp_path)
         assert got == classes and (len(sst["dev"]), len(sst["test"])) == (dev, test), name
         assert len(sst["train"]) > 50_000 and {label for label, _ in sst["train"]} == set(range(classes))
+
+
+def test_cpu_profile_gives_sst_its_own_epoch_count_and_checks_the_map():
+    from hydra import compose, initialize_config_dir
+
+    from tasks.classification.train import dataset_epochs, validate_config
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / "classification"), version_base="1.3"):
+        epochs = {}
+        for dataset in ("sst1", "mr"):
+            cfg = compose("config", overrides=["profile=cpu", f"dataset={dataset}"])
+            validate_config(cfg)
+            dataset_epochs(cfg)
+            epochs[dataset] = cfg.profile.epochs
+        assert epochs == dict(sst1=cfg.profile.dataset_epochs.sst1, mr=25) and epochs["sst1"] < 25
+        bad = compose("config", overrides=["profile=cpu", "+profile.dataset_epochs.imdb=3"])
+    with pytest.raises(ValueError, match="profile.dataset_epochs"):
+        validate_config(bad)

@@ -1,15 +1,18 @@
-"""Run Table 1's cells and/or collect them: python -m tasks.classification.table [--profile smoke].
+"""Run Table 1's cells and/or collect them:
+python -m tasks.classification.table [--profile smoke|cpu|full] [--datasets mr,cr] [--epoch-gap cr] [--publish]
 
 Cells (dataset x model) come from configs/classification/table1.yaml. Writes results/table1.md,
-results/table1.json and results/table1_fig2.png (Figure 2: dev accuracy vs training time).
+results/table1.json and results/table1_fig2.png (Figure 2: dev accuracy vs training time). --publish:
+the committed copy under docs/results/<profile>/ (tasks/common/results.py). --epoch-gap DATASET (for a
+profile with fewer epochs than the paper's 100): also trains the dataset's first fold/seed of each
+model for 100 epochs (--gap-epochs) (`profile=full profile.runs=1`, under <outputs>/epoch-gap/), and the table's notes
+compare its test accuracy with the same fold's at the profile's epoch count.
 """
-import json
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import run_entry_point, table_arg_parser, write_table
+from tasks.common.results import finished, publish, publish_rows, row_result, run_entry_point, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "classification" / "table1.yaml"
@@ -20,19 +23,32 @@ COLUMNS = [("model", "model", None), ("dataset", "dataset", None), ("test acc (m
            ("vectors", "vectors", None), ("device", "device", None), ("profile", "profile", None),
            ("commit", "commit", None)]
 SMOKE = "2 epochs (not 100), the first 2 folds, MR only"
+BUDGET = dict(cpu="every example, the paper's models; the first 3 folds/seeds, 25 epochs (SST: 3 epochs of "
+                  "its phrases) instead of 100")
+GAP = "epoch-gap"  # <outputs>/epoch-gap/<dataset>-<model>-full-fold0: the --epoch-gap runs
 
 
-def collect(exp, datasets, profile, out_dir, outputs):
+def cell_name(dataset, model, profile):
+    return f"{dataset}-{model}-{profile}"
+
+
+def gap_name(dataset, model):
+    return f"{dataset}-{model}-full-fold0"
+
+
+def collect(exp, datasets, profile, out_dir, outputs, missing_ok=False):
     cells = []
     for dataset in datasets:
         for model in exp["models"]:
-            path = Path(outputs) / f"{dataset}-{model}-{profile}" / "result.json"
-            if not path.exists():
-                sys.exit(f"error: {path} is missing: run the cell first (python -m "
-                         f"tasks.classification.table --profile {profile})")
-            r = json.loads(path.read_text())
+            r = row_result(outputs, cell_name(dataset, model, profile), "tasks.classification.table", profile, missing_ok)
+            if r is None:
+                continue
             cells.append(dict(r, runs_label=f"{r['runs']} {r['run_kind']}", dataset=NAMES[dataset],
                               paper_sru=exp["paper_sru"].get(dataset) if model == "sru" else None))
+    if not cells:
+        raise SystemExit(f"error: no finished cell of Table 1 at profile={profile} in {outputs}: run them first "
+                         f"(python -m tasks.classification.table --profile {profile})")
+    datasets = [d for d in datasets if any(c["dataset"] == NAMES[d] for c in cells)]
     rows = [{k: v for k, v in c.items() if k != "histories"} for c in cells]
     vectors = sorted({c["vectors"] for c in cells})
     notes = [f"Vectors: {', '.join(vectors)} (frozen; OOV ~ U(-0.25, 0.25)). The paper used 300d word2vec, so "
@@ -44,14 +60,55 @@ def collect(exp, datasets, profile, out_dir, outputs):
     for model in exp["models"]:
         by = {c["dataset"]: c for c in cells if c["model"] == model}
         notes.append(f"| {model.upper()} | " + " | ".join(
-            f"{by[NAMES[d]]['acc_mean']:.1f} ± {by[NAMES[d]]['acc_std']:.1f}" for d in datasets) + " |")
+            f"{by[NAMES[d]]['acc_mean']:.1f} ± {by[NAMES[d]]['acc_std']:.1f}" if NAMES[d] in by else "-"
+            for d in datasets) + " |")
     notes.append("| SRU (paper) | " + " | ".join(exp["paper_sru"].get(d) or "-" for d in datasets) + " |")
-    smoke = SMOKE if profile != "full" else False
+    notes += speed_notes(cells, datasets) + gap_notes(cells, Path(outputs) / GAP, exp["models"])
+    if len({c.get("commit") for c in cells}) > 1:
+        notes.append("\nThe cells ran at different commits (see the commit column): this machine's speed moves by "
+                     "+-30% from day to day, so compare s/epoch only between cells of one run.")
+    smoke = SMOKE if profile == "smoke" else False
     text = write_table(rows, COLUMNS, "Table 1: sentence classification (test accuracy, %)", out_dir, "table1",
-                       smoke, notes="\n".join(notes), metric="dev_acc")
+                       smoke, notes="\n".join(notes), metric="dev_acc", profile=profile, budget=BUDGET.get(profile))
     plot(cells, datasets, Path(out_dir) / "table1_fig2.png", profile, vectors)
     print(text)
     return cells
+
+
+def speed_notes(cells, datasets):
+    """Per dataset: the LSTM's and the CNN's s/epoch over the SRU's."""
+    lines = []
+    for d in datasets:
+        by = {c["model"]: c["sec_per_epoch"] for c in cells if c["dataset"] == NAMES[d]}
+        if "sru" in by and ("lstm" in by or "cnn" in by):
+            lines.append(f"{NAMES[d]} " + ", ".join(f"{m.upper()}/SRU {by[m] / by['sru']:.2f}x" for m in ("lstm", "cnn")
+                                                     if m in by))
+    return ["", "Training time per epoch over the SRU's (from the s/epoch column): " + "; ".join(lines) + "."] if lines else []
+
+
+def gap_notes(cells, gap_dir, models):
+    """What cutting the epochs cost on one dataset: its first fold/seed trained for 100 epochs (--epoch-gap)
+    against the same fold/seed (same seed, same split) in this table's cell."""
+    lines, head = [], None
+    for c in cells:
+        dataset = next(k for k, v in NAMES.items() if v == c["dataset"])
+        r = row_result(gap_dir, gap_name(dataset, c["model"]), "tasks.classification.table", "full", missing_ok=True)
+        if r is None or c["epochs"] >= r["epochs"]:
+            continue
+        n, long_run = c["epochs"], r["histories"][0]
+        same = [e["dev_acc"] for e in long_run[:n]] == [e["dev_acc"] for e in c["histories"][0]]
+        best = max(long_run, key=lambda e: e["dev_acc"])  # the first best, as the trainer keeps it
+        lines.append(f"| {c['model'].upper()} | {c['test_accs'][0]:.2f} | {r['test_accs'][0]:.2f} | "
+                     f"{r['test_accs'][0] - c['test_accs'][0]:+.2f} | {best['epoch']} | {'yes' if same else 'no'} |")
+        head = head or (c["dataset"], c["run_kind"][:-1], n, r["epochs"])
+    if not lines:
+        return []
+    name, kind, n, long_epochs = head
+    return ["", f"Epoch gap ({name}, {kind} 0): test accuracy at the best dev epoch of the first {n} epochs (this "
+                f"table's cell) and of {long_epochs} epochs (`--epoch-gap {name.lower().replace('-', '')}`, the paper's "
+                f"budget), same split and seed; 'identical' = the first {n} epochs' dev accuracies agree exactly.", "",
+            f"| model | test acc, {n} epochs | test acc, {long_epochs} epochs | gap | best dev epoch of {long_epochs} | "
+            f"first {n} epochs identical |", "|---|---|---|---|---|---|", *lines]
 
 
 def plot(cells, datasets, path, profile, vectors):
@@ -76,7 +133,8 @@ def plot(cells, datasets, path, profile, vectors):
         ax.set_ylabel("dev accuracy (%)")
         ax.legend()
     fig.suptitle(f"Figure 2: dev accuracy vs training time (first fold/seed)\n{', '.join(vectors)} vectors, "
-                 f"device {cells[0]['device']}{', SMOKE RUN' if profile != 'full' else ''}", fontsize=10)
+                 f"device {cells[0]['device']}{', SMOKE RUN' if profile == 'smoke' else ''}"
+                 f"{', CPU BUDGET' if profile == 'cpu' else ''}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -86,20 +144,42 @@ def main(argv=None):
     p = table_arg_parser(__doc__, ROOT, "classification", "table1")
     p.add_argument("--datasets", help="comma-separated subset of the table's datasets, e.g. mr,cr "
                                       "(default: all for full, the smoke list for smoke)")
+    p.add_argument("--epoch-gap", metavar="DATASET", help="also train DATASET's first fold/seed for --gap-epochs "
+                                                          "and compare (see above)")
+    p.add_argument("--gap-epochs", type=int, default=100, help="the --epoch-gap runs' epochs (the paper's: 100)")
     args = p.parse_args(argv)
     exp = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))
     datasets = args.datasets.split(",") if args.datasets else exp["smoke_datasets" if args.profile == "smoke"
                                                                    else "datasets"]
     unknown = set(datasets) - set(NAMES)
-    if unknown:
-        p.error(f"unknown datasets {sorted(unknown)}; expected some of {sorted(NAMES)}")
+    if unknown or (args.epoch_gap and args.epoch_gap not in NAMES):
+        p.error(f"unknown datasets {sorted(unknown) or [args.epoch_gap]}; expected some of {sorted(NAMES)}")
+    gap_dir, published_gap = Path(args.outputs) / GAP, args.published / GAP
     if not args.collect_only:
+        for model in exp["models"] if args.epoch_gap else []:
+            name = gap_name(args.epoch_gap, model)
+            if (gap_dir / name / "result.json").exists() or (args.publish and (published_gap / name).exists()):
+                continue
+            run_entry_point("tasks.classification.train",
+                            [f"dataset={args.epoch_gap}", f"model={model}", "profile=full", "profile.runs=1",
+                             f"run_name={name}", f"out_dir={gap_dir / name}", *args.extra,
+                             f"profile.epochs={args.gap_epochs}"], ROOT)
         for dataset in datasets:
             for model in exp["models"]:
+                name = cell_name(dataset, model, args.profile)
+                if done := finished(args, name):
+                    print(f"{name}: finished ({done}); not trained again")
+                    continue
                 run_entry_point("tasks.classification.train",
                                 [f"dataset={dataset}", f"model={model}", f"profile={args.profile}",
-                                 f"out_dir={args.outputs}/{dataset}-{model}-{args.profile}", *args.extra], ROOT)
-    collect(exp, datasets, args.profile, args.out, args.outputs)
+                                 f"out_dir={args.outputs}/{name}", *args.extra], ROOT)
+    if args.publish:  # every dataset's cells are named, so that a table published in parts says what is missing
+        publish_rows(gap_dir, [gap_name(d, m) for d in NAMES for m in exp["models"]], published_gap, ROOT)
+        names = [cell_name(d, m, args.profile) for d in exp["datasets"] for m in exp["models"]]
+        publish(args, "table1", names, lambda outputs, out, missing_ok: collect(exp, exp["datasets"], args.profile,
+                                                                                out, outputs, missing_ok), ROOT)
+    else:
+        collect(exp, datasets, args.profile, args.out, args.outputs)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import hydra
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from tasks.classification.data import DATASETS, PAD, encode, load_splits, make_batches, subsample
 from tasks.classification.model import build_model
@@ -35,7 +35,10 @@ def validate_config(cfg):
               ("dev_fraction", 0 < cfg.dev_fraction < 1, "in (0, 1)"),
               ("profile.runs", cfg.profile.runs is None or cfg.profile.runs >= 1, "null (all) or >= 1"),
               ("profile.max_examples", cfg.profile.max_examples is None or cfg.profile.max_examples >= 10,
-               "null (all) or >= 10")]
+               "null (all) or >= 10"),
+              ("profile.dataset_epochs", all(k in DATASETS and v >= 1 for k, v in
+                                             (cfg.profile.get("dataset_epochs") or {}).items()),
+               f"a map from datasets ({sorted(DATASETS)}) to epochs >= 1")]
     if m.kind == "cnn":
         checks += [("model.widths", len(m.widths) > 0 and min(m.widths) >= 1, "a list of widths >= 1"),
                    ("model.maps", m.maps >= 1, ">= 1")]
@@ -103,10 +106,19 @@ def run_finished(cfg, run_dir):
     return None
 
 
+def dataset_epochs(cfg):
+    """The profile's epochs, or its `dataset_epochs` entry for this dataset (cpu: fewer for SST's phrases)."""
+    epochs = (cfg.profile.get("dataset_epochs") or {}).get(cfg.dataset)
+    if epochs is not None:
+        with open_dict(cfg):
+            cfg.profile.epochs = epochs
+
+
 def train(cfg: DictConfig):
     ctx = distributed.init(cfg.device)
     try:
         validate_config(cfg)
+        dataset_epochs(cfg)
         return train_cell(cfg, ctx)
     finally:
         distributed.shutdown()
