@@ -27,7 +27,8 @@ data: install
 	$(BIN)/python -m scripts.fetch_data
 
 # Table 1 (classification): every dataset x model cell of configs/classification/table1.yaml, then
-# results/table1.{md,json} and results/table1_fig2.png (Figure 2). profile=smoke -> MR, 2 folds, 2 epochs
+# results/table1.{md,json} and results/table1_fig2.png (Figure 2). profile=smoke -> MR, 2 folds, 2 epochs;
+# profile=cpu ARGS="--publish --epoch-gap cr" -> the committed CPU-budget table, docs/results/cpu/table1.*
 table1: install
 	$(BIN)/python -m tasks.classification.table --profile $(profile) $(ARGS)
 

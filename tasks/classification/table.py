@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import finished, publish, publish_rows, row_result, run_entry_point, table_arg_parser, write_table
+from tasks.common.results import publish_rows, row_result, run_entry_point, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "classification" / "table1.yaml"
@@ -23,7 +23,7 @@ COLUMNS = [("model", "model", None), ("dataset", "dataset", None), ("test acc (m
            ("vectors", "vectors", None), ("device", "device", None), ("profile", "profile", None),
            ("commit", "commit", None)]
 SMOKE = "2 epochs (not 100), the first 2 folds, MR only"
-BUDGET = dict(cpu="every example, the paper's models; the first 3 folds/seeds, 25 epochs (SST: 3 epochs of "
+BUDGET = dict(cpu="every example, the paper's models; the first 2 folds/seeds, 50 epochs (SST: 3 epochs of "
                   "its phrases) instead of 100")
 GAP = "epoch-gap"  # <outputs>/epoch-gap/<dataset>-<model>-full-fold0: the --epoch-gap runs
 
@@ -164,22 +164,14 @@ def main(argv=None):
                             [f"dataset={args.epoch_gap}", f"model={model}", "profile=full", "profile.runs=1",
                              f"run_name={name}", f"out_dir={gap_dir / name}", *args.extra,
                              f"profile.epochs={args.gap_epochs}"], ROOT)
-        for dataset in datasets:
-            for model in exp["models"]:
-                name = cell_name(dataset, model, args.profile)
-                if done := finished(args, name):
-                    print(f"{name}: finished ({done}); not trained again")
-                    continue
-                run_entry_point("tasks.classification.train",
-                                [f"dataset={dataset}", f"model={model}", f"profile={args.profile}",
-                                 f"out_dir={args.outputs}/{name}", *args.extra], ROOT)
     if args.publish:  # every dataset's cells are named, so that a table published in parts says what is missing
         publish_rows(gap_dir, [gap_name(d, m) for d in NAMES for m in exp["models"]], published_gap, ROOT)
-        names = [cell_name(d, m, args.profile) for d in exp["datasets"] for m in exp["models"]]
-        publish(args, "table1", names, lambda outputs, out, missing_ok: collect(exp, exp["datasets"], args.profile,
-                                                                                out, outputs, missing_ok), ROOT)
-    else:
-        collect(exp, datasets, args.profile, args.out, args.outputs)
+    runs = [(cell_name(d, m, args.profile), [f"dataset={d}", f"model={m}", f"profile={args.profile}"])
+            for d in datasets for m in exp["models"]]
+    run_table(args, "table1", "tasks.classification.train", runs,
+              lambda outputs, out, missing_ok: collect(exp, exp["datasets"] if args.publish else datasets,
+                                                       args.profile, out, outputs, missing_ok), ROOT,
+              names=[cell_name(d, m, args.profile) for d in exp["datasets"] for m in exp["models"]])
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ def publish_rows(outputs, names, dest, root):
             path = Path(value) if Path(value).is_absolute() else Path(root) / value
             if not path.is_file():  # a run made from another checkout: its files sit beside its result.json
                 path = src.parent / Path(value).name
+            if path.suffix == ".pt":  # checkpoints stay with the run: the published results are small files
+                continue
             if path.is_file() and path.resolve().parent == src.resolve().parent:
                 shutil.copyfile(path, row_dir / path.name)
                 result[key] = Path(os.path.relpath(row_dir / path.name, root)).as_posix()
@@ -135,6 +137,22 @@ def publish(args, stem, names, collect, root):
           f"(copied now: {', '.join(copied) or 'none'}; commits {', '.join(table['commits'])})"
           + (f"; not run yet: {', '.join(missing)}" if missing else ""))
     return table
+
+
+def run_table(args, stem, module, runs, collect, root, names=None):
+    """A table's runs, then the table. runs: (name, overrides) pairs, each one run of `module` into
+    <outputs>/<name> (skipped where finished(args, name)); collect(outputs, out, missing_ok) builds the table
+    from a directory of finished runs. Without --publish: from args.outputs into args.out; with it: the
+    published copy (publish(), over `names`, every row of the table, default the runs' names)."""
+    if not args.collect_only:
+        for name, overrides in runs:
+            if done := finished(args, name):
+                print(f"{name}: finished ({done}); not trained again")
+                continue
+            run_entry_point(module, [*overrides, f"out_dir={Path(args.outputs) / name}", *args.extra], root)
+    if args.publish:
+        return publish(args, stem, names or [name for name, _ in runs], collect, root)
+    return collect(args.outputs, args.out, False)
 
 
 def run_entry_point(module, args, cwd):

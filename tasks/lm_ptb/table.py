@@ -1,4 +1,4 @@
-"""Run Table 3's rows and/or collect them: python -m tasks.lm_ptb.table [--profile smoke] [--collect-only].
+"""Run Table 3's rows and/or collect them: python -m tasks.lm_ptb.table [--profile smoke] [--collect-only] [--publish].
 
 Rows come from configs/lm_ptb/table3.yaml, each a config of configs/lm_ptb/row/ (+row=<name>), so the
 same rows also run as one Hydra sweep (e.g. on SLURM: see the README), then --collect-only.
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import row_result, run_entry_point, table_arg_parser, write_table
+from tasks.common.results import row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "lm_ptb" / "table3.yaml"
@@ -28,16 +28,20 @@ def row_name(row, profile):
     return f"{row['row']}-{profile}"
 
 
-def collect(rows, profile, out_dir, outputs):
+def collect(rows, profile, out_dir, outputs, missing_ok=False):
     table = []
     for row in rows:
-        result = row_result(outputs, row_name(row, profile), "tasks.lm_ptb.table", profile)
-        table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
-                          history=result["history"]))
-    smoke = profile != "full"
+        result = row_result(outputs, row_name(row, profile), "tasks.lm_ptb.table", profile, missing_ok)
+        if result is not None:
+            table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
+                              history=result["history"]))
+    if not table:
+        raise SystemExit(f"error: no finished row of Table 3 at profile={profile} in {outputs}: run them first "
+                         f"(python -m tasks.lm_ptb.table --profile {profile})")
+    smoke = profile == "smoke"
     rows_out = [dict(r, params_m=r["params"] / 1e6) for r in table]
     text = write_table(rows_out, COLUMNS, "Table 3: PTB language model (perplexity)", out_dir, "table3", smoke,
-                       notes=FIDELITY, metric="valid_ppl")
+                       notes=FIDELITY, metric="valid_ppl", profile=profile)
     out_dir = Path(out_dir)
     plot(table, out_dir / "table3_valid_ppl.png", smoke)
     print(text)
@@ -66,13 +70,9 @@ def plot(table, path, smoke):
 def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "lm_ptb", "table3", "rows").parse_args(argv)
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
-    if not args.collect_only:
-        for row in rows:
-            out_dir = Path(args.outputs) / row_name(row, args.profile)
-            run_entry_point("tasks.lm_ptb.train", [f"+row={row['row']}", f"profile={args.profile}", f"out_dir={out_dir}",
-                                                   *args.extra], ROOT)
-    collect(rows, args.profile, args.out, args.outputs)
-
+    runs = [(row_name(row, args.profile), [f"+row={row['row']}", f"profile={args.profile}"]) for row in rows]
+    run_table(args, "table3", "tasks.lm_ptb.train", runs,
+              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, missing_ok), ROOT)
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Run Table 4's rows and/or collect them: python -m tasks.nmt.table [--profile smoke|speed|full] [--collect-only].
+"""Run Table 4's rows and/or collect them: python -m tasks.nmt.table [--profile smoke|speed|full] [--collect-only] [--publish].
 
 Rows come from configs/nmt/table4.yaml; each is one run of `python -m tasks.nmt.train model=<kind>
 model.layers=<n> model.input_feed=<bool>` (a Hydra sweep runs the same, e.g. on SLURM). Writes
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import row_result, run_entry_point, table_arg_parser, write_table
+from tasks.common.results import row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "nmt" / "table4.yaml"
@@ -64,21 +64,26 @@ def notes(table, profile):
     return "\n".join(lines)
 
 
-def collect(rows, profile, out_dir, outputs, data="multi30k"):
+def collect(rows, profile, out_dir, outputs, data="multi30k", missing_ok=False):
     table = []
     for row in rows:
-        result = row_result(outputs, row_name(row, profile, data), "tasks.nmt.table", profile)
+        result = row_result(outputs, row_name(row, profile, data), "tasks.nmt.table", profile, missing_ok)
+        if result is None:
+            continue
         entry = dict({k: result.get(k) for k in KEYS}, params_m=result["params"] / 1e6,
                      params_no_emb_m=result["params_no_emb"] / 1e6, history=result["history"])
         if profile == "speed":
             entry["full_epoch_sec_extrapolated"] = result["sec_per_epoch"] * FULL_PAIRS[data] / result["train_pairs"]
         table.append(entry)
+    if not table:
+        raise SystemExit(f"error: no finished row of Table 4 at profile={profile} in {outputs}: run them first "
+                         f"(python -m tasks.nmt.table --profile {profile})")
     title = f"Table 4: {data} {'En->De'} translation, OpenNMT-style encoder-decoder, LSTM vs SRU"
     if profile == "speed":
         title += " -- SPEED RUN: full widths, one epoch on a slice; BLEU not meaningful"
     smoke = "3,000 training pairs, widths / 8, one epoch, 100 test sentences" if profile == "smoke" else False
     text = write_table(table, COLUMNS + (SPEED_COLUMNS if profile == "speed" else []), title, out_dir, "table4",
-                       smoke, notes=notes(table, profile), metric="valid_ppl")
+                       smoke, notes=notes(table, profile), metric="valid_ppl", profile=profile)
     print(text)
     return table
 
@@ -87,14 +92,11 @@ def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "nmt", "table4", "rows").parse_args(argv)
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "multi30k")
     rows = rows_for(args.profile)
-    if not args.collect_only:
-        for row in rows:
-            out_dir = Path(args.outputs) / row_name(row, args.profile, data)
-            run_entry_point("tasks.nmt.train", [f"model={row['model']}", f"model.layers={row['layers']}",
-                                                f"model.input_feed={str(row['input_feed']).lower()}", f"profile={args.profile}",
-                                                f"out_dir={out_dir}", *args.extra], ROOT)
-    collect(rows, args.profile, args.out, args.outputs, data)
-
+    runs = [(row_name(row, args.profile, data), [f"model={row['model']}", f"model.layers={row['layers']}",
+                                                 f"model.input_feed={str(row['input_feed']).lower()}",
+                                                 f"profile={args.profile}"]) for row in rows]
+    run_table(args, "table4", "tasks.nmt.train", runs,
+              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, data, missing_ok), ROOT)
 
 if __name__ == "__main__":
     main()

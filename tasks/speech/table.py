@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import finished, publish, row_result, run_entry_point, table_arg_parser, write_table
+from tasks.common.results import row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
@@ -74,24 +74,12 @@ def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "speech", "table5", "rows").parse_args(argv)
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "digits")
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
-    names = [row_name(row, args.profile, data) for row in rows]
-    if not args.collect_only:
-        for row, name in zip(rows, names):
-            if done := finished(args, name):
-                print(f"{name}: finished ({done}); not trained again")
-                continue
-            out_dir = Path(args.outputs) / name
-            epochs = [f"profile.epochs={row['epochs']}"] if row.get("epochs") and args.profile in ROW_EPOCHS else []
-            run_entry_point("tasks.speech.train", [*epochs, f"model={row['model']}", f"model.layers={row['layers']}",
-                                                   f"model.hidden={row['hidden']}",
-                                                   f"model.bidirectional={str(row['bidirectional']).lower()}",
-                                                   f"profile={args.profile}", f"out_dir={out_dir}", *args.extra], ROOT)
-    if args.publish:
-        publish(args, "table5", names, lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, data,
-                                                                                 missing_ok), ROOT)
-    else:
-        collect(rows, args.profile, args.out, args.outputs, data)
-
+    epochs = lambda row: [f"profile.epochs={row['epochs']}"] if row.get("epochs") and args.profile in ROW_EPOCHS else []
+    runs = [(row_name(row, args.profile, data),
+             [*epochs(row), f"model={row['model']}", f"model.layers={row['layers']}", f"model.hidden={row['hidden']}",
+              f"model.bidirectional={str(row['bidirectional']).lower()}", f"profile={args.profile}"]) for row in rows]
+    run_table(args, "table5", "tasks.speech.train", runs,
+              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, data, missing_ok), ROOT)
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Run Table 2's rows and/or collect them: python -m tasks.squad.table [--profile smoke|speed|full] [--collect-only].
+"""Run Table 2's rows and/or collect them: python -m tasks.squad.table [--profile smoke|speed|full] [--collect-only] [--publish].
 
 Rows come from configs/squad/table2.yaml; each is one run of `python -m tasks.squad.train model=<kind>
 model.layers=<n>`, so the same rows also run as one Hydra sweep (e.g. on SLURM:
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import row_result, run_entry_point, table_arg_parser, write_table
+from tasks.common.results import row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "squad" / "table2.yaml"
@@ -59,10 +59,12 @@ def notes(table, profile):
     return "\n".join(lines)
 
 
-def collect(rows, profile, out_dir, outputs):
+def collect(rows, profile, out_dir, outputs, missing_ok=False):
     table = []
     for row in rows:
-        result = row_result(outputs, row_name(row, profile), "tasks.squad.table", profile)
+        result = row_result(outputs, row_name(row, profile), "tasks.squad.table", profile, missing_ok)
+        if result is None:
+            continue
         entry = dict({k: result[k] for k in KEYS}, em=result["dev_em"], f1=result["dev_f1"],
                      paper_em=row.get("paper_em"), paper_f1=row.get("paper_f1"), paper_source=row.get("paper_source"),
                      params_m=result["params_without_embeddings"] / 1e6, history=result["history"])
@@ -71,12 +73,16 @@ def collect(rows, profile, out_dir, outputs):
             entry.update(full_epoch_sec_extrapolated=result["sec_per_epoch"] * scale,
                          full_epoch_rnn_sec_extrapolated=result["rnn_sec_per_epoch"] * scale)
         table.append(entry)
+    if not table:
+        raise SystemExit(f"error: no finished row of Table 2 at profile={profile} in {outputs}: run them first "
+                         f"(python -m tasks.squad.table --profile {profile})")
     title = "Table 2: SQuAD v1.1 dev EM / F1, DrQA reader with bi-LSTM or bi-SRU"
     if profile == "speed":
         title += " -- SPEED RUN: full-size models, one epoch on a slice; EM/F1 not comparable with the paper"
     smoke = "a few hundred questions, hidden / 4, 2 epochs" if profile == "smoke" else False
     columns = COLUMNS + (SPEED_COLUMNS if profile == "speed" else [])
-    text = write_table(table, columns, title, out_dir, "table2", smoke, notes=notes(table, profile), metric="dev_f1")
+    text = write_table(table, columns, title, out_dir, "table2", smoke, notes=notes(table, profile), metric="dev_f1",
+                       profile=profile)
     print(text)
     return table
 
@@ -84,13 +90,10 @@ def collect(rows, profile, out_dir, outputs):
 def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "squad", "table2", "rows").parse_args(argv)
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
-    if not args.collect_only:
-        for row in rows:
-            out_dir = Path(args.outputs) / row_name(row, args.profile)
-            run_entry_point("tasks.squad.train", [f"model={row['model']}", f"model.layers={row['layers']}",
-                                                  f"profile={args.profile}", f"out_dir={out_dir}", *args.extra], ROOT)
-    collect(rows, args.profile, args.out, args.outputs)
-
+    runs = [(row_name(row, args.profile), [f"model={row['model']}", f"model.layers={row['layers']}",
+                                           f"profile={args.profile}"]) for row in rows]
+    run_table(args, "table2", "tasks.squad.train", runs,
+              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, missing_ok), ROOT)
 
 if __name__ == "__main__":
     main()
