@@ -9,7 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tasks.classification.data import cv_folds, encode, load_splits, make_batches, sst_phrases, subsample, tree_nodes
+from tasks.classification.data import (cv_folds, encode, load_splits, majority_accuracy, make_batches, sst_phrases,
+                                       subsample, tree_nodes)
 from tasks.classification.model import SentenceClassifier
 from tasks.common.data import DataError
 from tasks.common.text import Vocab
@@ -146,9 +147,10 @@ def test_smoke_table_through_the_entry_point(tmp_path):
         assert r["runs"] == 2 and r["run_kind"] == "folds" and r["profile"] == "smoke"
         assert r["vectors"] == "glove-6b-50d" and r["sec_per_epoch"] > 0 and len(r["test_accs"]) == 2
         assert r["acc_mean"] == pytest.approx(statistics.mean(r["test_accs"]))
+        assert 35 < r["majority_acc"] < 65  # MR is balanced: always answering one label scores about 50
         assert r["acc_std"] == pytest.approx(statistics.stdev(r["test_accs"]))
     md = (tmp_path / "results" / "table1.md").read_text()
-    assert "SMOKE RUN" in md and "glove-6b-50d" in md and "82-83" in md
+    assert "SMOKE RUN" in md and "glove-6b-50d" in md and "82-83" in md and "Majority class:" in md
     assert (tmp_path / "results" / "table1_fig2.png").stat().st_size > 10_000
     assert list((tmp_path / "runs" / "mr-sru-smoke" / "run0" / "wandb").glob("offline-run-*"))
     # --publish with --epoch-gap: the finished cells are kept, fold 0 of each model runs one epoch longer
@@ -231,3 +233,8 @@ def test_cpu_profile_gives_sst_its_own_epoch_count_and_checks_the_map():
         bad = compose("config", overrides=["profile=cpu", "+profile.dataset_epochs.imdb=3"])
     with pytest.raises(ValueError, match="profile.dataset_epochs"):
         validate_config(bad)
+
+
+def test_majority_accuracy_answers_the_training_splits_most_frequent_label():
+    split = dict(train=[(1, ["a"])] * 3 + [(0, ["b"])] * 2, test=[(0, ["c"])] * 3 + [(1, ["d"])])
+    assert majority_accuracy(split) == 25.0  # label 1 rules train but is 1 of 4 test labels

@@ -109,6 +109,14 @@ def subsample(examples, n, seed):
     return [examples[i] for i in keep]
 
 
+def majority_accuracy(split):
+    """Test accuracy (%) of always predicting the training split's most frequent label: the floor a model
+    must clear."""
+    labels = [label for label, _ in split["train"]]
+    top = max(set(labels), key=labels.count)
+    return 100.0 * sum(label == top for label, _ in split["test"]) / len(split["test"])
+
+
 def load_splits(dataset, data_dir=None, fold_seed=1234, folds=10, dev_fraction=0.1):
     """The dataset's splits (one per CV fold, or one fixed split) and its class count."""
     if dataset not in DATASETS:

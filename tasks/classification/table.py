@@ -5,20 +5,26 @@ Cells (dataset x model) come from configs/classification/table1.yaml. Writes res
 results/table1.json and results/table1_fig2.png (Figure 2: dev accuracy vs training time). --publish:
 the committed copy under docs/results/<profile>/ (tasks/common/results.py). --epoch-gap DATASET (for a
 profile with fewer epochs than the paper's 100): also trains the dataset's first fold/seed of each
-model for 100 epochs (--gap-epochs) (`profile=full profile.runs=1`, under <outputs>/epoch-gap/), and the table's notes
-compare its test accuracy with the same fold's at the profile's epoch count.
+model for 100 epochs (--gap-epochs; `profile=full profile.runs=1`, under <outputs>/epoch-gap/), and the
+table's notes compare its test accuracy with the same fold's at the profile's epoch count.
 """
+import functools
+import os
+import statistics
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from tasks.classification.data import load_splits, majority_accuracy
+from tasks.common.data import DataError
 from tasks.common.results import publish_rows, row_result, run_entry_point, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "classification" / "table1.yaml"
 NAMES = dict(mr="MR", cr="CR", subj="SUBJ", mpqa="MPQA", trec="TREC", sst1="SST-1", sst2="SST-2")
 COLUMNS = [("model", "model", None), ("dataset", "dataset", None), ("test acc (mean)", "acc_mean", ".2f"),
-           ("std", "acc_std", ".2f"), ("runs", "runs_label", None), ("paper SRU", "paper_sru", None),
+           ("std", "acc_std", ".2f"), ("majority class", "majority_acc", ".1f"), ("runs", "runs_label", None),
+           ("paper SRU", "paper_sru", None),
            ("s/epoch (median)", "sec_per_epoch", ".2f"), ("epochs", "epochs", None), ("params", "params", ","),
            ("vectors", "vectors", None), ("device", "device", None), ("profile", "profile", None),
            ("commit", "commit", None)]
@@ -44,7 +50,8 @@ def collect(exp, datasets, profile, out_dir, outputs, missing_ok=False):
             if r is None:
                 continue
             cells.append(dict(r, runs_label=f"{r['runs']} {r['run_kind']}", dataset=NAMES[dataset],
-                              paper_sru=exp["paper_sru"].get(dataset) if model == "sru" else None))
+                              paper_sru=exp["paper_sru"].get(dataset) if model == "sru" else None,
+                              majority_acc=r["majority_acc"] if "majority_acc" in r else majority_from_data(dataset, r["runs"])))
     if not cells:
         raise SystemExit(f"error: no finished cell of Table 1 at profile={profile} in {outputs}: run them first "
                          f"(python -m tasks.classification.table --profile {profile})")
@@ -63,7 +70,7 @@ def collect(exp, datasets, profile, out_dir, outputs, missing_ok=False):
             f"{by[NAMES[d]]['acc_mean']:.1f} ± {by[NAMES[d]]['acc_std']:.1f}" if NAMES[d] in by else "-"
             for d in datasets) + " |")
     notes.append("| SRU (paper) | " + " | ".join(exp["paper_sru"].get(d) or "-" for d in datasets) + " |")
-    notes += speed_notes(cells, datasets) + gap_notes(cells, Path(outputs) / GAP, exp["models"])
+    notes += floor_notes(cells) + speed_notes(cells, datasets) + gap_notes(cells, Path(outputs) / GAP, exp["models"])
     if len({c.get("commit") for c in cells}) > 1:
         notes.append("\nThe cells ran at different commits (see the commit column): this machine's speed moves by "
                      "+-30% from day to day, so compare s/epoch only between cells of one run.")
@@ -73,6 +80,31 @@ def collect(exp, datasets, profile, out_dir, outputs, missing_ok=False):
     plot(cells, datasets, Path(out_dir) / "table1_fig2.png", profile, vectors)
     print(text)
     return cells
+
+
+@functools.lru_cache(maxsize=None)
+def majority_from_data(dataset, runs):
+    """The majority-class test accuracy over a cell's first `runs` splits, for results written before cells
+    recorded it (None without the data)."""
+    cfg = OmegaConf.load(ROOT / "configs" / "classification" / "config.yaml")  # the splits' defaults
+    data_dir = ROOT / os.environ.get("SRU_DATA_DIR", "data")  # base.yaml's data_dir, as the cells resolve it
+    try:
+        splits, _ = load_splits(dataset, data_dir, cfg.fold_seed, cfg.folds, cfg.dev_fraction)
+    except DataError:
+        return None
+    return statistics.mean(majority_accuracy(s) for s in splits[:runs])
+
+
+def floor_notes(cells):
+    """The sanity floor: every cell at least 10 points above always answering the majority class."""
+    known = [c for c in cells if c.get("majority_acc") is not None]
+    low = [f"{c['model'].upper()} on {c['dataset']} ({c['acc_mean']:.1f} vs {c['majority_acc']:.1f})" for c in known
+           if c["acc_mean"] < c["majority_acc"] + 10]
+    if not known:
+        return []
+    return ["", "Majority class: the test accuracy of always answering the training split's most frequent label. "
+                + ("Every cell is at least 10 points above it." if not low else
+                   "Less than 10 points above it: " + "; ".join(low) + ".")]
 
 
 def speed_notes(cells, datasets):

@@ -14,7 +14,7 @@ import hydra
 import torch.nn.functional as F
 from omegaconf import DictConfig, open_dict
 
-from tasks.classification.data import DATASETS, PAD, encode, load_splits, make_batches, subsample
+from tasks.classification.data import DATASETS, PAD, encode, load_splits, make_batches, majority_accuracy, subsample
 from tasks.classification.model import build_model
 from tasks.common import distributed
 from tasks.common.harness import check_config, exit_on_user_error, git_commit, write_json_atomic
@@ -158,6 +158,7 @@ def train_cell(cfg, ctx):
                   hidden=m.get("hidden"), params=runs[0]["params"], acc_mean=statistics.mean(accs),
                   acc_std=statistics.stdev(accs) if len(accs) > 1 else 0.0, runs=len(runs),
                   run_kind="seeds" if fixed else "folds", test_accs=accs,
+                  majority_acc=statistics.mean(majority_accuracy(splits[0 if fixed else k]) for k in range(len(runs))),
                   sec_per_epoch=statistics.median(e["seconds"] for r in runs for e in r["history"]),
                   epochs=max(r["epochs"] for r in runs), stopped_early=any(r["stopped_early"] for r in runs),
                   profile=cfg.profile.name, precision=cfg.precision, vectors=cfg.vectors,
