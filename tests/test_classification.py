@@ -147,6 +147,7 @@ def test_smoke_table_through_the_entry_point(tmp_path):
         assert r["runs"] == 2 and r["run_kind"] == "folds" and r["profile"] == "smoke"
         assert r["vectors"] == "glove-6b-50d" and r["sec_per_epoch"] > 0 and len(r["test_accs"]) == 2
         assert r["acc_mean"] == pytest.approx(statistics.mean(r["test_accs"]))
+        assert r["machine"]  # the CPU or card it ran on (the report says where each row ran)
         assert 35 < r["majority_acc"] < 65  # MR is balanced: always answering one label scores about 50
         assert r["acc_std"] == pytest.approx(statistics.stdev(r["test_accs"]))
     md = (tmp_path / "results" / "table1.md").read_text()
