@@ -68,6 +68,14 @@ def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=Non
     return "\n".join(lines)
 
 
+def profile_rows(experiment, profile):
+    """The rows of a table's experiment file (configs/<task>/tableN.yaml) that `profile` runs: a row's
+    optional `profiles` lists them (default: every profile)."""
+    from omegaconf import OmegaConf
+    rows = OmegaConf.to_container(OmegaConf.load(experiment))["rows"]
+    return [r for r in rows if profile in r.get("profiles", [profile])]
+
+
 def row_result(outputs, name, table_module, profile, missing_ok=False):
     """A finished row's result.json, or exit saying how to produce it (None if missing_ok)."""
     path = Path(outputs) / name / "result.json"

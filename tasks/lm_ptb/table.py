@@ -7,9 +7,7 @@ results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from tasks.common.results import row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import profile_rows, row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "lm_ptb" / "table3.yaml"
@@ -72,11 +70,11 @@ def plot(table, path, smoke):
 
 def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "lm_ptb", "table3", "rows").parse_args(argv)
-    rows = [r for r in OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
-            if args.profile in r.get("profiles", [args.profile])]
+    rows = profile_rows(EXPERIMENT, args.profile)
     runs = [(row_name(row, args.profile), [f"+row={row['row']}", f"profile={args.profile}"]) for row in rows]
     run_table(args, "table3", "tasks.lm_ptb.train", runs,
               lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, missing_ok), ROOT)
+
 
 if __name__ == "__main__":
     main()

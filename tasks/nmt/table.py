@@ -9,9 +9,7 @@ marginal cost of one more layer, LSTM vs SRU (the paper: ~23 vs ~4 minutes per e
 """
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from tasks.common.results import row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import profile_rows, row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "nmt" / "table4.yaml"
@@ -24,11 +22,6 @@ SPEED_COLUMNS = [("full epoch s (extrapolated)", "full_epoch_sec_extrapolated", 
 KEYS = ["model", "layers", "input_feed", "params", "params_no_emb", "valid_ppl", "bleu", "bleu_tok",
         "sacrebleu_signature", "sec_per_epoch", "epochs", "profile", "data", "hypotheses", "references", "train_pairs",
         "beam", "device", "precision", "commit"]
-
-
-def rows_for(profile):
-    rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
-    return [r for r in rows if profile in r.get("profiles", [profile])]
 
 
 def row_name(row, profile, data="multi30k"):
@@ -91,7 +84,7 @@ def collect(rows, profile, out_dir, outputs, data="multi30k", missing_ok=False):
 def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "nmt", "table4", "rows").parse_args(argv)
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "multi30k")
-    rows = rows_for(args.profile)
+    rows = profile_rows(EXPERIMENT, args.profile)
     runs = [(row_name(row, args.profile, data), [f"model={row['model']}", f"model.layers={row['layers']}",
                                                  f"model.input_feed={str(row['input_feed']).lower()}",
                                                  f"profile={args.profile}"]) for row in rows]
