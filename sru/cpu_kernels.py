@@ -14,6 +14,7 @@ caller reduces over b in a fixed order, so results are deterministic. The kernel
 threads as torch does (torch.set_num_threads), so the two never oversubscribe the cores.
 """
 import os
+from types import FunctionType
 
 import numba
 import numpy as np
@@ -150,9 +151,21 @@ def backward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, c_all, grad_h, gra
         grad_bias[b, dr, 1, j0:j1] = gbr
 
 
-# The same kernels compiled without threads, for small problems: waking numba's workers costs ~0.2 ms
-# per launch, more right after a torch op whose OpenMP threads still spin, which dwarfs the work of a
-# (35, 1, 910) PTB evaluation step or a tiny layer. (prange runs as range when parallel is off.)
-forward_serial = numba.njit(**_JIT)(forward.py_func)
-backward_serial = numba.njit(**_JIT)(backward.py_func)
+def _serial(kernel):
+    """`kernel` compiled without threads (prange runs as range), from a copy of its Python function
+    under its own name: numba's disk cache keys a function by module, name, line and bytecode, not by
+    `parallel`, so compiling the same function twice made the two variants share one cache entry, and
+    whichever was compiled first ran in both places (the threaded forward ran serially; issue 20)."""
+    f = kernel.py_func
+    copy = FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    copy.__qualname__ = f.__qualname__ + "_serial"
+    copy.__doc__ = f.__doc__
+    return numba.njit(**_JIT)(copy)
+
+
+# The serial kernels are for small problems: waking numba's workers costs ~0.2 ms per launch, more right
+# after a torch op whose OpenMP threads still spin, which dwarfs the work of a (35, 1, 910) PTB
+# evaluation step or a tiny layer.
+forward_serial = _serial(forward)
+backward_serial = _serial(backward)
 SERIAL_BELOW = 1 << 16  # L * B * D * d: below this the serial kernels run (docs/benchmarks.md)

@@ -130,3 +130,28 @@ def test_multilayer_with_dropout_matches_reference(backend):
         results.append([out, c_n, *grads])
     for a, b in zip(results[1], results[0]):
         assert_close_scaled(a, b, 1e-5, backend)
+
+
+def test_threaded_and_serial_cpu_kernels_are_cached_apart(tmp_path):
+    """numba's disk cache keys a function by name and bytecode, not by `parallel`: when the serial
+    kernels were compiled from the threaded ones' own function, the two shared one cache entry and
+    whichever compiled first ran in both places (the threaded forward ran serially). Compiled into a
+    fresh cache, serial first: four entries, and only the threaded ones' machine code has parallel loops."""
+    import os
+    import subprocess
+    import sys
+    code = """if True:
+        import torch
+        from sru import cpu_kernels, ops
+        U, x, bias, c0 = torch.randn(2, 1, 24), torch.randn(2, 1, 8), torch.zeros(16), torch.zeros(1, 8)
+        for below in (1 << 62, 0):  # serial first: the order that used to leave the threaded forward serial
+            cpu_kernels.SERIAL_BELOW = below
+            h, c_all = ops._cpu_forward(U, x, bias, c0, None, None, 8, 1, 3, True)
+            ops._cpu_backward(U, x, bias, c0, None, None, c_all, torch.ones_like(h), c0, 8, 1, 3, True)
+    """
+    subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)), check=True,
+                   timeout=600)
+    entries = {p.name.split("-")[0].removeprefix("cpu_kernels."): p for p in tmp_path.rglob("cpu_kernels.*.nbc")}
+    assert sorted(entries) == ["backward", "backward_serial", "forward", "forward_serial"], sorted(entries)
+    for name, path in entries.items():
+        assert (b"parfor" in path.read_bytes()) == (not name.endswith("_serial")), f"{name}: {path}"

@@ -165,6 +165,14 @@ def test_a_failing_table_cell_prints_its_error_once_and_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "res" / "table3.md").exists()
 
 
+@pytest.mark.parametrize("task", ["classification", "lm_ptb", "nmt", "speech", "squad"])
+def test_collecting_a_table_with_no_finished_row_names_the_command_that_trains_them(tmp_path, task):
+    proc = run_module(f"tasks.{task}.table", "--profile", "smoke", "--collect-only", "--publish", "--publish-dir",
+                      str(tmp_path / "published"), "--outputs", str(tmp_path / "empty"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"run them first (python -m tasks.{task}.table --profile smoke)" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("task", sorted(p.parent.parent.name for p in (ROOT / "configs").glob("*/profile/cpu.yaml")))
 def test_cpu_profile_composes_and_passes_the_config_checks(task):
     """Every task with a CPU-budget profile composes with it and its checks accept it (the run itself is

@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 
 from tasks.classification.data import load_splits, majority_accuracy
 from tasks.common.data import DataError
-from tasks.common.results import publish_rows, row_result, run_entry_point, run_table, table_arg_parser, write_table
+from tasks.common.results import (publish_rows, require_finished, row_result, run_entry_point, run_table,
+                                  table_arg_parser, write_table)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "classification" / "table1.yaml"
@@ -52,9 +53,7 @@ def collect(exp, datasets, profile, out_dir, outputs, missing_ok=False):
             cells.append(dict(r, runs_label=f"{r['runs']} {r['run_kind']}", dataset=NAMES[dataset],
                               paper_sru=exp["paper_sru"].get(dataset) if model == "sru" else None,
                               majority_acc=r["majority_acc"] if "majority_acc" in r else majority_from_data(dataset, r["runs"])))
-    if not cells:
-        raise SystemExit(f"error: no finished cell of Table 1 at profile={profile} in {outputs}: run them first "
-                         f"(python -m tasks.classification.table --profile {profile})")
+    require_finished(cells, "table1", "tasks.classification.table", profile, outputs, "cell")
     datasets = [d for d in datasets if any(c["dataset"] == NAMES[d] for c in cells)]
     rows = [{k: v for k, v in c.items() if k != "histories"} for c in cells]
     vectors = sorted({c["vectors"] for c in cells})

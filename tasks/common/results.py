@@ -31,6 +31,11 @@ TABLES = {
 }
 
 
+# Kept in every table row beside the task's own keys: the run (publish() checks which rows are still to
+# come by it), the machine it ran on and its wall time.
+RUN_KEYS = ("run_name", "machine", "wall_s")
+
+
 def format_cell(value, fmt=None):
     if value is None:
         return "-"
@@ -74,6 +79,13 @@ def profile_rows(experiment, profile):
     from omegaconf import OmegaConf
     rows = OmegaConf.to_container(OmegaConf.load(experiment))["rows"]
     return [r for r in rows if profile in r.get("profiles", [profile])]
+
+
+def require_finished(rows, stem, table_module, profile, outputs, what="row"):
+    """Exit, naming the command that trains them, when no row (or cell) of table `stem` has finished."""
+    if not rows:
+        sys.exit(f"error: no finished {what} of Table {stem.removeprefix('table')} at profile={profile} in {outputs}: "
+                 f"run them first (python -m {table_module} --profile {profile})")
 
 
 def row_result(outputs, name, table_module, profile, missing_ok=False):

@@ -5,15 +5,18 @@ same rows also run as one Hydra sweep (e.g. on SLURM: see the README), then --co
 Writes results/table3.md, results/table3.json and
 results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
+import statistics
 from pathlib import Path
 
-from tasks.common.results import profile_rows, row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import (RUN_KEYS, profile_rows, require_finished, row_result, run_table,
+                                  table_arg_parser, write_table)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "lm_ptb" / "table3.yaml"
 COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
            ("params (M)", "params_m", ".2f"), ("valid ppl", "valid_ppl", ".2f"), ("test ppl", "test_ppl", ".2f"),
            ("paper test ppl", "paper_test_ppl", None), ("s/epoch", "sec_per_epoch", ".1f"),
+           ("tokens/s", "tokens_per_s", ".0f"), ("eval s/epoch", "eval_sec_per_epoch", ".1f"),
            ("epochs", "epochs", None), ("profile", "profile", None), ("commit", "commit", None)]
 FIDELITY = ("The authors' PTB recipe (summed loss, decoupled weight decay, their init, the SRU's dropout inside "
             "the highway); every setting beside the paper's and the authors' code: docs/fidelity.md")
@@ -28,20 +31,49 @@ def row_name(row, profile):
     return f"{row['row']}-{profile}"
 
 
+def eval_cost(result):
+    """Training tokens/s (median over epochs) and the seconds per epoch spent outside training: the batch-1
+    validation pass (the protocol) and the checkpoint writes, from the run's wall time."""
+    h = result["history"]
+    outside = (result["wall_s"] - sum(e["seconds"] for e in h)) / len(h) if result.get("wall_s") else None
+    return dict(tokens_per_s=statistics.median(e["tokens_per_s"] for e in h), eval_sec_per_epoch=outside)
+
+
+def speed_note(table):
+    """LSTM vs SRU s/epoch beside what the GEMM work predicts. Each model does about one multiply-add per
+    parameter per token in its forward pass (every weight is used once per token, the tied softmax
+    included; the embedding lookup is free), and backward twice that: so on a machine whose time goes to
+    GEMMs the s/epoch ratio should be the parameter ratio. The paper's GPU speed-up comes instead from the
+    SRU's time-parallel GEMM, which a GEMM-bound CPU does not reward."""
+    lstm = [r for r in table if r["model"] == "lstm"]
+    sru = [r for r in table if r["model"] == "sru" and r["layers"] == 6] or [r for r in table if r["model"] == "sru"]
+    if not (lstm and sru):
+        return ""
+    a, b = lstm[0], sru[-1]
+    return (f"\n- Speed: LSTM {a['layers']}x{a['hidden']} / SRU {b['layers']}x{b['hidden']} s/epoch = "
+            f"{a['sec_per_epoch'] / b['sec_per_epoch']:.2f}x measured; the GEMM work per token (about the parameter "
+            f"count, {a['params'] / 1e6:.1f}M vs {b['params'] / 1e6:.1f}M) predicts {a['params'] / b['params']:.2f}x "
+            f"on a GEMM-bound CPU. The paper's GPU speed-up comes from the SRU's GEMM over all time steps at once, "
+            f"which a CPU already at its GEMM peak does not reward.")
+
+
+def notes(table):
+    return (f"- {FIDELITY}.\n- s/epoch: training only, the median over epochs (tokens/s likewise); eval s/epoch: the "
+            "rest of each epoch's wall time, the batch-1 validation pass and the checkpoint writes." + speed_note(table))
+
+
 def collect(rows, profile, out_dir, outputs, missing_ok=False):
     table = []
     for row in rows:
         result = row_result(outputs, row_name(row, profile), "tasks.lm_ptb.table", profile, missing_ok)
         if result is not None:
-            table.append(dict({k: result[k] for k in KEYS}, paper_test_ppl=row.get("paper_test_ppl"),
-                              history=result["history"]))
-    if not table:
-        raise SystemExit(f"error: no finished row of Table 3 at profile={profile} in {outputs}: run them first "
-                         f"(python -m tasks.lm_ptb.table --profile {profile})")
+            table.append(dict({k: result.get(k) for k in (*KEYS, *RUN_KEYS)}, **eval_cost(result),
+                              paper_test_ppl=row.get("paper_test_ppl"), history=result["history"]))
+    require_finished(table, "table3", "tasks.lm_ptb.table", profile, outputs)
     smoke = profile == "smoke"
     rows_out = [dict(r, params_m=r["params"] / 1e6) for r in table]
     text = write_table(rows_out, COLUMNS, "Table 3: PTB language model (perplexity)", out_dir, "table3", smoke,
-                       notes=FIDELITY, metric="valid_ppl", profile=profile,
+                       notes=notes(table), metric="valid_ppl", profile=profile,
                        budget=BUDGET.get(profile))
     out_dir = Path(out_dir)
     plot(table, out_dir / "table3_valid_ppl.png", smoke)

@@ -9,17 +9,20 @@ marginal cost of one more layer, LSTM vs SRU (the paper: ~23 vs ~4 minutes per e
 """
 from pathlib import Path
 
-from tasks.common.results import profile_rows, row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import (RUN_KEYS, profile_rows, require_finished, row_result, run_table,
+                                  table_arg_parser, write_table)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "nmt" / "table4.yaml"
 FULL_PAIRS = {"multi30k": 29_000, "wmt14": 4_500_966}
-COLUMNS = [("model", "model", None), ("layers", "layers", None), ("input feed", "input_feed", None),
+COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
+           ("input feed", "input_feed", None),
            ("params (M)", "params_m", ".2f"), ("w/o emb. (M)", "params_no_emb_m", ".2f"),
            ("valid ppl", "valid_ppl", ".2f"), ("sacreBLEU", "bleu", ".2f"), ("tok. BLEU", "bleu_tok", ".2f"),
-           ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("data", "data", None)]
+           ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("data", "data", None),
+           ("commit", "commit", None)]
 SPEED_COLUMNS = [("full epoch s (extrapolated)", "full_epoch_sec_extrapolated", ".0f")]
-KEYS = ["model", "layers", "input_feed", "params", "params_no_emb", "valid_ppl", "bleu", "bleu_tok",
+KEYS = ["model", "layers", "hidden", "input_feed", "params", "params_no_emb", "valid_ppl", "bleu", "bleu_tok",
         "sacrebleu_signature", "sec_per_epoch", "epochs", "profile", "data", "hypotheses", "references", "train_pairs",
         "beam", "device", "precision", "commit"]
 
@@ -37,6 +40,14 @@ def marginal_layer_costs(table):
     return lstm, sru
 
 
+def cpu_budget():
+    """What profile=cpu cuts from `full`, from configs/nmt/profile/cpu.yaml (the table's title and notes)."""
+    from omegaconf import OmegaConf
+    p = OmegaConf.load(ROOT / "configs" / "nmt" / "profile" / "cpu.yaml")
+    return (f"all training pairs, widths / {p.size_divisor} (emb and hidden {500 // p.size_divisor}), {p.epochs} "
+            f"epochs instead of 13, lr halved from epoch {p.decay_start + 1} (OpenNMT's 8 of 13 rescaled)")
+
+
 def notes(table, profile):
     r = table[0]
     lines = [f"- Data: {r['data']} ({r['train_pairs']:,} training pairs used)" +
@@ -47,6 +58,9 @@ def notes(table, profile):
              f"Valid perplexity picks the epoch.",
              "- s/epoch: training only, median over epochs. Settings beside OpenNMT's and the paper's: "
              "docs/fidelity.md (Table 4)."]
+    if profile == "cpu":
+        lines.append(f"- profile=cpu: {cpu_budget()}; the plateau rule, beam 5 and the full valid and test sets "
+                     "are kept. Measured costs: configs/nmt/profile/cpu.yaml.")
     if profile == "speed":
         lstm, sru = marginal_layer_costs(table)
         lines.append(f"- profile=speed: one epoch of each full-width model on {r['train_pairs']:,} pairs, extrapolated "
@@ -63,20 +77,19 @@ def collect(rows, profile, out_dir, outputs, data="multi30k", missing_ok=False):
         result = row_result(outputs, row_name(row, profile, data), "tasks.nmt.table", profile, missing_ok)
         if result is None:
             continue
-        entry = dict({k: result.get(k) for k in KEYS}, params_m=result["params"] / 1e6,
+        entry = dict({k: result.get(k) for k in (*KEYS, *RUN_KEYS)}, params_m=result["params"] / 1e6,
                      params_no_emb_m=result["params_no_emb"] / 1e6, history=result["history"])
         if profile == "speed":
             entry["full_epoch_sec_extrapolated"] = result["sec_per_epoch"] * FULL_PAIRS[data] / result["train_pairs"]
         table.append(entry)
-    if not table:
-        raise SystemExit(f"error: no finished row of Table 4 at profile={profile} in {outputs}: run them first "
-                         f"(python -m tasks.nmt.table --profile {profile})")
+    require_finished(table, "table4", "tasks.nmt.table", profile, outputs)
     title = f"Table 4: {data} {'En->De'} translation, OpenNMT-style encoder-decoder, LSTM vs SRU"
     if profile == "speed":
         title += " -- SPEED RUN: full widths, one epoch on a slice; BLEU not meaningful"
     smoke = "3,000 training pairs, widths / 8, one epoch, 100 test sentences" if profile == "smoke" else False
     text = write_table(table, COLUMNS + (SPEED_COLUMNS if profile == "speed" else []), title, out_dir, "table4",
-                       smoke, notes=notes(table, profile), metric="valid_ppl", profile=profile)
+                       smoke, notes=notes(table, profile), metric="valid_ppl", profile=profile,
+                       budget=cpu_budget() if profile == "cpu" else None)
     print(text)
     return table
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import RUN_KEYS, require_finished, row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
@@ -20,7 +20,7 @@ COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), (
            ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("commit", "commit", None)]
 KEYS = ["model", "layers", "hidden", "bidirectional", "params", "sec_per_epoch", "epochs", "profile", "data",
         "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
-        "future_steps", "device", "machine", "commit", "run_name", "wall_s"]
+        "future_steps", "device", "commit"]
 BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs, 60 for the unidirectional rows, "
                   "the table's widths)")
 ROW_EPOCHS = ("cpu", "full")  # the profiles at which a row's own `epochs` (table5.yaml) replaces the profile's
@@ -36,11 +36,10 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         r = row_result(outputs, row_name(row, profile, data), "tasks.speech.table", profile, missing_ok)
         if r is None:
             continue
-        table.append(dict({k: r.get(k) for k in KEYS}, wer=r["test_wer"], cer=r["test_cer"], dev_wer=r["dev_wer"],
+        table.append(dict({k: r.get(k) for k in (*KEYS, *RUN_KEYS)}, wer=r["test_wer"], cer=r["test_cer"],
+                          dev_wer=r["dev_wer"],
                           paper=row["paper"], params_m=r["params"] / 1e6, history=r["history"]))
-    if not table:
-        raise SystemExit(f"error: no finished row of Table 5 at profile={profile} in {outputs}: run them first "
-                         f"(python -m tasks.speech.table --profile {profile})")
+    require_finished(table, "table5", "tasks.speech.table", profile, outputs)
     first = table[0]
     notes = "\n".join([
         f"- Data: {first['data']} ({first['train_utterances']:,} training, {first['test_utterances']:,} test utterances); "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import RUN_KEYS, require_finished, row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "squad" / "table2.yaml"
@@ -65,7 +65,7 @@ def collect(rows, profile, out_dir, outputs, missing_ok=False):
         result = row_result(outputs, row_name(row, profile), "tasks.squad.table", profile, missing_ok)
         if result is None:
             continue
-        entry = dict({k: result[k] for k in KEYS}, em=result["dev_em"], f1=result["dev_f1"],
+        entry = dict({k: result.get(k) for k in (*KEYS, *RUN_KEYS)}, em=result["dev_em"], f1=result["dev_f1"],
                      paper_em=row.get("paper_em"), paper_f1=row.get("paper_f1"), paper_source=row.get("paper_source"),
                      params_m=result["params_without_embeddings"] / 1e6, history=result["history"])
         if profile == "speed":
@@ -73,9 +73,7 @@ def collect(rows, profile, out_dir, outputs, missing_ok=False):
             entry.update(full_epoch_sec_extrapolated=result["sec_per_epoch"] * scale,
                          full_epoch_rnn_sec_extrapolated=result["rnn_sec_per_epoch"] * scale)
         table.append(entry)
-    if not table:
-        raise SystemExit(f"error: no finished row of Table 2 at profile={profile} in {outputs}: run them first "
-                         f"(python -m tasks.squad.table --profile {profile})")
+    require_finished(table, "table2", "tasks.squad.table", profile, outputs)
     title = "Table 2: SQuAD v1.1 dev EM / F1, DrQA reader with bi-LSTM or bi-SRU"
     if profile == "speed":
         title += " -- SPEED RUN: full-size models, one epoch on a slice; EM/F1 not comparable with the paper"

@@ -1,0 +1,103 @@
+"""Where the fixed cost of one SRU layer call goes on the CPU: a tiny layer, each part timed alone.
+
+    python -m sru.overhead [--threads 1] [--size 1x1x8] [--repeats 2000]
+
+At (L, B, d) = (1, 1, 8) the arithmetic is nothing, so every microsecond is fixed cost: Python, torch's
+autograd, numpy views, numba's dispatch. Each row is the median over --repeats calls (after warm-up),
+all in one run; `nn.Linear fwd+bwd` (one autograd node, the smallest thing a layer can cost) is the
+baseline. The parts overlap (the cell contains the GEMM and the recurrence): they say where the time
+is, they do not add up to the cell. docs/benchmarks.md (issue 20) has the measured breakdown.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from . import cpu_kernels, ops
+from .gemm import matmul
+from .modules import SRUCell
+
+
+def median_us(fn, repeats, warmup=200):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t0)
+    return statistics.median(times) / 1e3
+
+
+def parts(L, B, d):
+    """(name, zero-argument callable) for the cell and for each of its parts, on fresh tensors."""
+    torch.manual_seed(0)
+    cell = SRUCell(d, d, backend="cpu")
+    x = torch.randn(L, B, d, requires_grad=True)
+    linear = torch.nn.Linear(d, 3 * d)
+    U = torch.randn(L, B, 3 * d, requires_grad=True)
+    xh = torch.randn(L, B, d)
+    bias, c0 = torch.zeros(2 * d, requires_grad=True), torch.zeros(B, d)
+    grad_h, grad_cn = torch.ones(L, B, d), torch.zeros(B, d)
+    h, c_all = ops._cpu_forward(U.detach(), xh, bias.detach(), c0, None, None, d, 1, 3, True)
+    Un = U.detach().numpy().reshape(L, B, 1, 3, d)
+    views = (Un, xh.numpy().reshape(L, B, 1, d), bias.detach().numpy().reshape(1, 2, d), c0.numpy().reshape(B, 1, d),
+             ops._NO_MASK, False, np.ones((B, 1, d), np.float32), True, h.numpy().reshape(L, B, 1, d),
+             c_all.numpy().reshape(L, B, 1, d))
+
+    def cell_fwd_bwd():
+        h, c = cell(x)
+        h.sum().backward()
+
+    def cell_fwd_no_grad():
+        with torch.no_grad():
+            cell(x)
+
+    def linear_fwd_bwd():
+        linear(x).sum().backward()
+
+    def gemm_fwd_bwd():
+        matmul(x.view(L * B, d), cell.weight).sum().backward()
+
+    def recurrence_fwd_bwd():
+        h, c = ops.recurrence(U, xh, bias, c0, None, d, False, True, "cpu")
+        h.sum().backward()
+
+    return [
+        ("SRUCell fwd+bwd", cell_fwd_bwd),
+        ("SRUCell fwd (no grad)", cell_fwd_no_grad),
+        ("nn.Linear(d, 3d) fwd+bwd: one autograd node, the baseline", linear_fwd_bwd),
+        ("the GEMM (sru.gemm.matmul) fwd+bwd", gemm_fwd_bwd),
+        ("the recurrence (ops.recurrence) fwd+bwd", recurrence_fwd_bwd),
+        ("  argument checks (ops.check_recurrence_args)",
+         lambda: ops.check_recurrence_args(U, xh, bias, c0, None, d, False)),
+        ("  CPU forward: views + kernel (ops._cpu_forward)",
+         lambda: ops._cpu_forward(U.detach(), xh, bias.detach(), c0, None, None, d, 1, 3, True)),
+        ("    the serial forward kernel alone (numba dispatch + work)", lambda: cpu_kernels.forward_serial(*views)),
+        ("  CPU backward: views + kernel (ops._cpu_backward)",
+         lambda: ops._cpu_backward(U.detach(), xh, bias.detach(), c0, None, None, c_all, grad_h, grad_cn,
+                                   d, 1, 3, True)),
+        ("  c_n from c_all (ops._last_state)", lambda: ops._last_state(c_all, L, B, 1, d)),
+        ("  numba thread count (ops._numba_threads)", ops._numba_threads),
+        ("  one tensor.numpy().reshape()", lambda: U.detach().numpy().reshape(L, B, 1, 3, d)),
+    ]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--size", default="1x1x8", help="LxBxd of the layer (default: tiny, so only fixed costs remain)")
+    p.add_argument("--repeats", type=int, default=2000)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    L, B, d = (int(v) for v in args.size.split("x"))
+    print(f"| part of one SRU layer call, (L, B, d) = ({L}, {B}, {d}), {args.threads} thread(s) | median us |")
+    print("|---|---|")
+    for name, fn in parts(L, B, d):
+        print(f"| {name} | {median_us(fn, args.repeats):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
