@@ -9,26 +9,14 @@ baseline. The parts overlap (the cell contains the GEMM and the recurrence): the
 is, they do not add up to the cell. docs/benchmarks.md (issue 20) has the measured breakdown.
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
 from . import cpu_kernels, ops
+from .bench import time_ms
 from .gemm import matmul
 from .modules import SRUCell
-
-
-def median_us(fn, repeats, warmup=200):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - t0)
-    return statistics.median(times) / 1e3
 
 
 def parts(L, B, d):
@@ -96,7 +84,8 @@ def main(argv=None):
     print(f"| part of one SRU layer call, (L, B, d) = ({L}, {B}, {d}), {args.threads} thread(s) | median us |")
     print("|---|---|")
     for name, fn in parts(L, B, d):
-        print(f"| {name} | {median_us(fn, args.repeats):.1f} |", flush=True)
+        median_ms, _ = time_ms(fn, torch.device("cpu"), warmup=200, min_repeats=args.repeats, budget_s=0)
+        print(f"| {name} | {median_ms * 1e3:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,14 +40,6 @@ def marginal_layer_costs(table):
     return lstm, sru
 
 
-def cpu_budget():
-    """What profile=cpu cuts from `full`, from configs/nmt/profile/cpu.yaml (the table's title and notes)."""
-    from omegaconf import OmegaConf
-    p = OmegaConf.load(ROOT / "configs" / "nmt" / "profile" / "cpu.yaml")
-    return (f"all training pairs, widths / {p.size_divisor} (emb and hidden {500 // p.size_divisor}), {p.epochs} "
-            f"epochs instead of 13, lr halved from epoch {p.decay_start + 1} (OpenNMT's 8 of 13 rescaled)")
-
-
 def notes(table, profile):
     r = table[0]
     lines = [f"- Data: {r['data']} ({r['train_pairs']:,} training pairs used)" +
@@ -58,9 +50,6 @@ def notes(table, profile):
              f"Valid perplexity picks the epoch.",
              "- s/epoch: training only, median over epochs. Settings beside OpenNMT's and the paper's: "
              "docs/fidelity.md (Table 4)."]
-    if profile == "cpu":
-        lines.append(f"- profile=cpu: {cpu_budget()}; the plateau rule, beam 5 and the full valid and test sets "
-                     "are kept. Measured costs: configs/nmt/profile/cpu.yaml.")
     if profile == "speed":
         lstm, sru = marginal_layer_costs(table)
         lines.append(f"- profile=speed: one epoch of each full-width model on {r['train_pairs']:,} pairs, extrapolated "
@@ -88,8 +77,7 @@ def collect(rows, profile, out_dir, outputs, data="multi30k", missing_ok=False):
         title += " -- SPEED RUN: full widths, one epoch on a slice; BLEU not meaningful"
     smoke = "3,000 training pairs, widths / 8, one epoch, 100 test sentences" if profile == "smoke" else False
     text = write_table(table, COLUMNS + (SPEED_COLUMNS if profile == "speed" else []), title, out_dir, "table4",
-                       smoke, notes=notes(table, profile), metric="valid_ppl", profile=profile,
-                       budget=cpu_budget() if profile == "cpu" else None)
+                       smoke, notes=notes(table, profile), metric="valid_ppl", profile=profile)
     print(text)
     return table
 
