@@ -19,6 +19,23 @@ from .gemm import matmul
 from .modules import SRUCell
 
 
+class _EmptyRecurrence(torch.autograd.Function):
+    """ops._EagerRecurrence's round trip with no work: the same inputs, saved tensors and outputs, empty
+    results. What the recurrence costs beyond this is its kernels, views and checks."""
+
+    @staticmethod
+    def forward(ctx, U, x, bias, c0, hidden_size):
+        h, c_n = U.new_empty(U.shape[0], U.shape[1], hidden_size), c0.clone()
+        ctx.save_for_backward(U, x, bias, c0, None, None, h)
+        ctx.set_materialize_grads(False)
+        return h, c_n
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_cn):
+        U, _, bias, *_ = ctx.saved_tensors
+        return torch.empty_like(U), None, torch.empty_like(bias), None, None
+
+
 def parts(L, B, d):
     """(name, zero-argument callable) for the cell and for each of its parts, on fresh tensors."""
     torch.manual_seed(0)
@@ -53,12 +70,18 @@ def parts(L, B, d):
         h, c = ops.recurrence(U, xh, bias, c0, None, d, False, True, "cpu")
         h.sum().backward()
 
+    def empty_function_fwd_bwd():
+        h, c = _EmptyRecurrence.apply(U, xh, bias, c0, d)
+        h.sum().backward()
+
     return [
         ("SRUCell fwd+bwd", cell_fwd_bwd),
         ("SRUCell fwd (no grad)", cell_fwd_no_grad),
         ("nn.Linear(d, 3d) fwd+bwd: one autograd node, the baseline", linear_fwd_bwd),
         ("the GEMM (sru.gemm.matmul) fwd+bwd", gemm_fwd_bwd),
         ("the recurrence (ops.recurrence) fwd+bwd", recurrence_fwd_bwd),
+        ("  an empty autograd.Function, same inputs, saved tensors and outputs (+ sum, backward)",
+         empty_function_fwd_bwd),
         ("  argument checks (ops.check_recurrence_args)",
          lambda: ops.check_recurrence_args(U, xh, bias, c0, None, d, False)),
         ("  CPU forward: views + kernel (ops._cpu_forward)",

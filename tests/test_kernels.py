@@ -155,3 +155,14 @@ def test_threaded_and_serial_cpu_kernels_are_cached_apart(tmp_path):
     assert sorted(entries) == ["backward", "backward_serial", "forward", "forward_serial"], sorted(entries)
     for name, path in entries.items():
         assert (b"parfor" in path.read_bytes()) == (not name.endswith("_serial")), f"{name}: {path}"
+
+
+def test_overhead_breakdown_times_every_part(capsys):
+    """python -m sru.overhead runs each part of a layer call (the empty autograd.Function included) and
+    prints one table row per part."""
+    from sru import overhead
+    overhead.main(["--repeats", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "median" not in line]
+    assert len(rows) == len(overhead.parts(1, 1, 8))
+    assert any("empty autograd.Function" in r for r in rows)
+    assert all(float(r.rsplit("|", 2)[1]) > 0 for r in rows)

@@ -195,3 +195,27 @@ def test_input_feeding_with_an_sru_fails_through_the_entry_point(tmp_path):
     proc = run_module("tasks.nmt.train", *TINY, "model=sru", "model.input_feed=true", f"data_dir={tmp_path / 'data'}",
                       f"out_dir={tmp_path / 'run'}")
     assert proc.returncode != 0 and "model.input_feed" in proc.stderr and "needs the LSTM" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_table4_cpu_profile_runs_its_rows_in_parts_with_a_rescaled_schedule(monkeypatch, tmp_path):
+    """profile=cpu: the four rows of the comparison (no LSTM-3, no SRU-10), `--rows` picks a part of them,
+    and the lr halving starts at the profile's rescaled epoch (the other profiles keep OpenNMT's 8)."""
+    from hydra import compose, initialize_config_dir
+
+    from tasks.common import results
+    from tasks.nmt import table
+    ran = []
+    monkeypatch.setattr(results, "run_entry_point", lambda module, args, cwd: ran.append(args[-1]))
+    monkeypatch.setattr(results, "finished", lambda args, name: None)
+    with pytest.raises(SystemExit, match="no finished row"):  # nothing trained really: the table has no row
+        table.main(["--profile", "cpu", "--rows", "sru-3x,lstm-2x500-feedFalse", "--outputs", str(tmp_path)])
+    assert [Path(a.split("=", 1)[1]).name for a in ran] == ["lstm-2x500-feedFalse-multi30k-cpu",
+                                                            "sru-3x500-feedFalse-multi30k-cpu"]
+    assert [table.row_name(r, "cpu") for r in table.profile_rows(table.EXPERIMENT, "cpu")] == [
+        "lstm-2x500-feedTrue-multi30k-cpu", "lstm-2x500-feedFalse-multi30k-cpu", "sru-3x500-feedFalse-multi30k-cpu",
+        "sru-5x500-feedFalse-multi30k-cpu"]
+    with pytest.raises(SystemExit, match="matches none"):
+        table.main(["--profile", "cpu", "--rows", "gru", "--outputs", str(tmp_path)])
+    with initialize_config_dir(str(table.ROOT / "configs" / "nmt"), version_base=None):
+        assert compose("config", ["profile=cpu"]).optim.decay_start == 2
+        assert compose("config", ["profile=smoke"]).optim.decay_start == 8

@@ -164,15 +164,21 @@ def run_table(args, stem, module, runs, collect, root, names=None):
     <outputs>/<name> (skipped where finished(args, name)); collect(outputs, out, missing_ok) builds the table
     from a directory of finished runs. Without --publish: from args.outputs into args.out; with it: the
     published copy (publish(), over `names`, every row of the table, default the runs' names)."""
+    only = getattr(args, "rows", None)  # a table run in parts: its other rows may be missing
     if not args.collect_only:
+        if only and not any(any(part in name for part in only) for name, _ in runs):
+            sys.exit(f"error: --rows {','.join(only)} matches none of this table's rows at profile={args.profile}: "
+                     f"{', '.join(name for name, _ in runs)}")
         for name, overrides in runs:
+            if only and not any(part in name for part in only):
+                continue  # a table run in parts: publish still collects every finished row
             if done := finished(args, name):
                 print(f"{name}: finished ({done}); not trained again")
                 continue
             run_entry_point(module, [*overrides, f"out_dir={Path(args.outputs) / name}", *args.extra], root)
     if args.publish:
         return publish(args, stem, names or [name for name, _ in runs], collect, root)
-    return collect(args.outputs, args.out, False)
+    return collect(args.outputs, args.out, bool(only))
 
 
 def run_entry_point(module, args, cwd):
@@ -210,6 +216,10 @@ def table_arg_parser(doc, root, task, table, what="cells"):
                    help="also commit-ready: copy the finished rows and the table to docs/results/<profile>/ "
                         "(finished or published rows are not trained again)")
     p.add_argument("--publish-dir", default=None, help="instead of docs/results/<profile>")
+    if what == "rows":
+        p.add_argument("--rows", type=lambda v: [part for part in v.split(",") if part],
+                       help="run only the rows whose run name contains one of these comma-separated parts, e.g. "
+                            "--rows sru-3x,lstm-2x500-feedFalse (a table in parts; --publish still collects every finished row)")
     p.add_argument("extra", nargs="*", help=f"Hydra overrides passed to every one of the {what}, "
                                             f"e.g. logger=none resume=true")
     return p
