@@ -199,3 +199,20 @@ def test_yesno_corpus_transcripts_come_from_file_names(tmp_path):
     ensure_dataset("yesno", tmp_path, mirror=MIRROR, **QUIET)
     utts = data.yesno(tmp_path / "yesno" / "waves_yesno")
     assert len(utts) == 60 and utts[0]["id"] == "0_0_0_0_1_1_1_1" and utts[0]["text"] == "no no no no yes yes yes yes"
+
+
+def test_lstm_forget_bias_sets_the_f_gate_only():
+    """model.forget_bias=1: every layer and direction's f-gate bias (b_ih + b_hh, torch's i, f, g, o order) is 1
+    at init; the other gates keep torch's init; null leaves the LSTM as torch builds it."""
+    from tasks.common.models import make_rnn
+    torch.manual_seed(0)
+    plain = make_rnn("lstm", 6, 4, 2, bidirectional=True)
+    torch.manual_seed(0)
+    lstm = make_rnn("lstm", 6, 4, 2, bidirectional=True, forget_bias=1.0)
+    for (name, p), (_, q) in zip(lstm.named_parameters(), plain.named_parameters()):
+        if name.startswith("bias_ih"):
+            hh = dict(lstm.named_parameters())[name.replace("bias_ih", "bias_hh")]
+            assert torch.equal(p[4:8] + hh[4:8], torch.ones(4)), name
+            assert torch.equal(p[:4], q[:4]) and torch.equal(p[8:], q[8:]), name
+        elif not name.startswith("bias_"):
+            assert torch.equal(p, q), name
