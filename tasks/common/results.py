@@ -166,12 +166,11 @@ def run_table(args, stem, module, runs, collect, root, names=None):
     published copy (publish(), over `names`, every row of the table, default the runs' names)."""
     only = getattr(args, "rows", None)  # a table run in parts: its other rows may be missing
     if not args.collect_only:
-        if only and not any(any(part in name for part in only) for name, _ in runs):
+        chosen = [(name, o) for name, o in runs if not only or any(part in name for part in only)]
+        if only and not chosen:
             sys.exit(f"error: --rows {','.join(only)} matches none of this table's rows at profile={args.profile}: "
                      f"{', '.join(name for name, _ in runs)}")
-        for name, overrides in runs:
-            if only and not any(part in name for part in only):
-                continue  # a table run in parts: publish still collects every finished row
+        for name, overrides in chosen:  # publish still collects every finished row, chosen now or not
             if done := finished(args, name):
                 print(f"{name}: finished ({done}); not trained again")
                 continue
