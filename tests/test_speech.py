@@ -162,7 +162,9 @@ def test_unidirectional_output_reads_at_most_future_frames_raw_frames_ahead(kind
 def test_smoke_table_through_the_entry_point(tmp_path):
     rows = smoke_table("speech", "table5", tmp_path, "profile.train_utterances=48", "profile.epochs=1")
     assert [(r["model"], r["layers"], r["bidirectional"]) for r in rows] == [
-        ("lstm", 5, False), ("sru", 12, False), ("lstm", 5, True), ("sru", 12, True)]
+        ("lstm", 5, False), ("sru", 12, False), ("lstm", 5, True), ("sru", 12, True), ("lstm", 5, False)]
+    assert [r["forget_bias"] for r in rows] == [None] * 4 + [1.0]  # the added row's init reached the model
+    assert [r["forget_bias_text"] for r in rows] == ["torch default", "-", "torch default", "-", "1"]
     for r in rows:
         for key in ("model", "layers", "hidden", "bidirectional", "params", "wer", "cer", "sec_per_epoch", "profile",
                     "data", "hypotheses", "references"):
@@ -191,7 +193,7 @@ def test_smoke_table_through_the_entry_point(tmp_path):
     # a published table is not trained again, even with no local runs left
     shutil.rmtree(tmp_path / "runs")
     proc = run_module("tasks.speech.table", *publish)
-    assert proc.returncode == 0 and proc.stdout.count("not trained again") == 4 and not (tmp_path / "runs").exists()
+    assert proc.returncode == 0 and proc.stdout.count("not trained again") == 5 and not (tmp_path / "runs").exists()
 
 
 @mirror_has("yesno")

@@ -15,10 +15,11 @@ from tasks.common.results import RUN_KEYS, require_finished, row_result, run_tab
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
 COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), ("layers", "layers", None),
-           ("hidden", "hidden", None), ("paper's row", "paper", None), ("params (M)", "params_m", ".3f"),
+           ("hidden", "hidden", None), ("paper's row", "paper", None), ("LSTM f-gate bias", "forget_bias_text", None),
+           ("params (M)", "params_m", ".3f"),
            ("test WER", "wer", ".2f"), ("test CER", "cer", ".2f"), ("dev WER", "dev_wer", ".2f"),
            ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("commit", "commit", None)]
-KEYS = ["model", "layers", "hidden", "bidirectional", "params", "sec_per_epoch", "epochs", "profile", "data",
+KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "params", "sec_per_epoch", "epochs", "profile", "data",
         "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
         "future_steps", "device", "commit"]
 BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs, 60 for the unidirectional rows, "
@@ -27,7 +28,15 @@ ROW_EPOCHS = ("cpu", "full")  # the profiles at which a row's own `epochs` (tabl
 
 
 def row_name(row, profile, data="digits"):
-    return f"{row['model']}-{row['layers']}x{row['hidden']}-bi{row['bidirectional']}-{data}-{profile}"
+    fb = f"-fb{row['forget_bias']:g}" if row.get("forget_bias") is not None else ""
+    return f"{row['model']}-{row['layers']}x{row['hidden']}-bi{row['bidirectional']}{fb}-{data}-{profile}"
+
+
+def forget_bias_text(r):
+    """The f-gate bias column: an LSTM's init, '-' for an SRU."""
+    if r["model"] != "lstm":
+        return "-"
+    return "torch default" if r.get("forget_bias") is None else f"{r['forget_bias']:g}"
 
 
 def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
@@ -37,7 +46,7 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         if r is None:
             continue
         table.append(dict({k: r.get(k) for k in (*KEYS, *RUN_KEYS)}, wer=r["test_wer"], cer=r["test_cer"],
-                          dev_wer=r["dev_wer"],
+                          dev_wer=r["dev_wer"], forget_bias_text=forget_bias_text(r),
                           paper=row["paper"], params_m=r["params"] / 1e6, history=r["history"]))
     require_finished(table, "table5", "tasks.speech.table", profile, outputs)
     first = table[0]
@@ -49,6 +58,9 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         + lookahead(table) + "; bidirectional rows read the whole utterance (theirs are latency-controlled).",
         "- WER/CER: jiwer on corpus totals (edits / reference words), greedy CTC decoding; the best dev-WER epoch.",
         "- s/epoch: training only, median over epochs. Settings beside the paper's: docs/fidelity.md (Table 5)."]
+        + (["- LSTM f-gate bias: `torch default` is b_ih, b_hh ~ U(+-1/sqrt(hidden)); a row with 1 sets the forget "
+            "gate's bias to 1 at init (Jozefowicz et al. 2015), an added row, not the paper's (configs/speech/table5.yaml)."]
+           if any(r.get("forget_bias") is not None for r in table) else [])
         + (["- The rows ran at different commits (see the commit column), some on different days: this machine's "
             "speed moves by +-30% from day to day, so compare s/epoch only between rows trained the same day."]
            if len({r.get("commit") for r in table}) > 1 else []))
@@ -74,9 +86,12 @@ def main(argv=None):
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "digits")
     rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
     epochs = lambda row: [f"profile.epochs={row['epochs']}"] if row.get("epochs") and args.profile in ROW_EPOCHS else []
-    runs = [(row_name(row, args.profile, data),
-             [*epochs(row), f"model={row['model']}", f"model.layers={row['layers']}", f"model.hidden={row['hidden']}",
-              f"model.bidirectional={str(row['bidirectional']).lower()}", f"profile={args.profile}"]) for row in rows]
+    init = lambda row: [f"model.forget_bias={row['forget_bias']}"] if row.get("forget_bias") is not None else []
+    names = [row_name(row, args.profile, data) for row in rows]  # also each run's name (W&B, result.json)
+    runs = [(name, [*epochs(row), *init(row), f"run_name={name}", f"model={row['model']}",
+                    f"model.layers={row['layers']}", f"model.hidden={row['hidden']}",
+                    f"model.bidirectional={str(row['bidirectional']).lower()}", f"profile={args.profile}"])
+            for name, row in zip(names, rows)]
     run_table(args, "table5", "tasks.speech.train", runs,
               lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, data, missing_ok), ROOT)
 

@@ -106,6 +106,7 @@ class SpeechTask:
                          train_frames=frames, bidirectional=cfg.model.bidirectional,
                          future_frames=0 if cfg.model.bidirectional else cfg.model.future_frames,
                          future_steps=0 if cfg.model.bidirectional else lookahead_steps(cfg.model.future_frames, d.stack),
+                         forget_bias=cfg.model.get("forget_bias"),
                          output="characters", features=f"{d.bins}-d log-mel fbank x {d.stack} stacked")
         say(f"{cfg.run_name}: {'bi-' if cfg.model.bidirectional else ''}{cfg.model.kind} {cfg.model.layers}x{hidden}; "
             f"{d.name}: {len(self.utts['train']):,} training utterances ({frames:,} frames after stacking by "
