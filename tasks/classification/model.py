@@ -6,9 +6,7 @@ never changes a prediction.
 """
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
-
-from tasks.common.models import make_rnn
+from tasks.common.models import lstm_over_padding, make_rnn
 
 
 class KimCNN(nn.Module):
@@ -31,7 +29,7 @@ class KimCNN(nn.Module):
 
 
 class LastStateRNN(nn.Module):
-    """nn.LSTM over packed sequences, or SRU with a padding mask; the top layer's last real output."""
+    """nn.LSTM (lstm_over_padding) or SRU with a padding mask; the top layer's last real output."""
 
     def __init__(self, kind, input_size, hidden, layers, dropout, **sru_options):
         super().__init__()
@@ -42,10 +40,10 @@ class LastStateRNN(nn.Module):
     def forward(self, x, lengths):                            # x: (B, L, E)
         x = x.transpose(0, 1)                                  # (L, B, E)
         if self.kind == "lstm":
-            _, (h, _) = self.rnn(pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False))
-            return h[-1]
-        steps = torch.arange(x.size(0), device=x.device)[:, None]
-        out, _ = self.rnn(x, mask_pad=steps >= lengths.to(x.device)[None, :])
+            out = lstm_over_padding(self.rnn, x, lengths)
+        else:
+            steps = torch.arange(x.size(0), device=x.device)[:, None]
+            out, _ = self.rnn(x, mask_pad=steps >= lengths.to(x.device)[None, :])
         return out[lengths - 1, torch.arange(x.size(1), device=x.device)]
 
 

@@ -6,14 +6,12 @@ speech/run_sru.sh@5d7947e). `model.future_frames` counts raw frames the same way
 frames, model step t holds raw frames k*t .. k*t + k - 1; reading step t + s brings in raw frames up to
 k*(t + s) + k - 1, i.e. s*k frames beyond the step's newest one. So s = future_frames // k, rounded
 down so that the lookahead never exceeds what was asked: 5 frames with k = 3 -> 1 step, 3 frames
-(30 ms) beyond the step's newest frame, 5 beyond its oldest. Padding is masked (packed LSTM, SRU
-mask_pad), so an utterance's output does not depend on its batch.
+(30 ms) beyond the step's newest frame, 5 beyond its oldest. Padding is masked (LSTM:
+lstm_over_padding, SRU: mask_pad), so an utterance's output does not depend on its batch.
 """
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-from tasks.common.models import make_rnn
+from tasks.common.models import lstm_over_padding, make_rnn
 
 
 def lookahead_steps(future_frames, stack):
@@ -45,8 +43,7 @@ class AcousticModel(nn.Module):
         """feats (B, T, F), lengths (B,) -> log-probabilities (B, T, symbols)."""
         x = self.shift(feats, lengths).transpose(0, 1)
         if self.kind == "lstm":
-            packed, _ = self.rnn(pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False))
-            h = pad_packed_sequence(packed, total_length=x.size(0))[0]
+            h = lstm_over_padding(self.rnn, x, lengths)
         else:
             steps = torch.arange(x.size(0), device=x.device)[:, None]
             h, _ = self.rnn(x, mask_pad=steps >= lengths.to(x.device)[None, :])

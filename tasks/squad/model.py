@@ -4,7 +4,7 @@ paragraph word -> [embedding; aligned question embedding; exact match x3, tf; PO
                -> stacked bi-RNN                                  -> bilinear start / end pointers
 question word  -> embedding -> stacked bi-RNN -> self-attentive sum ----^
 
-Padding is masked everywhere (the LSTM runs on packed sequences, the SRU with mask_pad, every
+Padding is masked everywhere (the LSTM with lstm_over_padding, the SRU with mask_pad, every
 softmax ignores padded positions), so a prediction does not depend on the batch it is in.
 Inputs are batch-first (B, L); masks are True at padding. POS / NER (only with a tagging spaCy
 pipeline): the authors' SRU reader learns embeddings of them (DrQA/drqa/rnn_reader.py@32efbce:
@@ -16,9 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 from sru import SRUCell
+from tasks.common.models import lstm_over_padding
 
 NUM_FEATURES = 4  # exact match (original, lowercase, lemma) and term frequency
 
@@ -44,7 +43,8 @@ class PartlyTunedEmbedding(nn.Module):
 class StackedBiRNN(nn.Module):
     """DrQA's stacked bidirectional encoder, padding masked.
 
-    lstm: one nn.LSTM per layer over packed sequences, dropout on every layer's input (DrQA).
+    lstm: one nn.LSTM per layer (lstm_over_padding: as over packed sequences), dropout on every layer's
+          input (DrQA).
     sru:  one bidirectional SRUCell per layer with mask_pad, each with `dropout` inside its highway
           and variational rnn_dropout on its input, no other dropout between layers (the authors'
           SRU reader: separate cells, so unlike sru.SRU the top layer has highway dropout too).
@@ -68,13 +68,11 @@ class StackedBiRNN(nn.Module):
 
     def forward(self, x, mask):                          # x (B, L, E), mask (B, L) True at padding
         h, outputs = x.transpose(0, 1), []
-        # the LSTM packs by length, which needs them on the host (a device sync); the SRU masks on the device
-        lengths = (~mask).sum(1).cpu() if self.kind == "lstm" else None
+        lengths = (~mask).sum(1)
         for layer in self.layers:
             if self.kind == "lstm":
                 h = F.dropout(h, self.dropout, self.training)
-                packed, _ = layer(pack_padded_sequence(h, lengths.clamp(min=1), enforce_sorted=False))
-                h = pad_packed_sequence(packed, total_length=x.size(1))[0]
+                h = lstm_over_padding(layer, h, lengths)
             else:
                 h, _ = layer(h, None, mask.t())
             outputs.append(h)
