@@ -104,6 +104,24 @@ def test_token_offsets_reproduce_the_dev_answers(tmp_path, capsys, monkeypatch):
         data.preprocess(files["dev"], "blank", 10, tmp_path / "cache", no_progress, **QUIET)
 
 
+@needs_squad
+def test_a_seeded_training_subset_is_drawn_from_every_article(tmp_path):
+    files, _ = data.squad_files(tmp_path / "data", **QUIET)
+    _, every = data.read_squad(files["dev"])
+    order = {q["id"]: i for i, q in enumerate(every)}
+    first_contexts, first = data.read_squad(files["dev"], 500)
+    assert [q["id"] for q in first] == [q["id"] for q in every[:500]]
+    contexts, sample = data.read_squad(files["dev"], 500, sample_seed=7)
+    ids = [q["id"] for q in sample]
+    assert len(set(ids)) == 500 and ids == sorted(ids, key=order.get)  # distinct, in file order
+    assert ids == [q["id"] for q in data.read_squad(files["dev"], 500, sample_seed=7)[1]]  # the seed fixes it
+    assert ids != [q["id"] for q in data.read_squad(files["dev"], 500, sample_seed=8)[1]]
+    assert len(contexts) > 3 * len(first_contexts)  # spread over the file, not its first few articles
+    for q in sample:  # each question still points at its own paragraph
+        start, text = q["answers"][0]
+        assert contexts[q["context"]][start:start + len(text)] == text
+
+
 # ---- the model: padding and batch composition change nothing ----------------------------------------
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,14 @@ DrQA's manual features, a vocabulary over pretrained vectors, and padded batches
 
 Tokenisation is the slow part, so each split is tokenised once and cached under
 <data_dir>/squad/cache/, keyed by a hash of the file's bytes, the spaCy pipeline (name and version),
-the question limit and this module's CACHE_VERSION; change any of them and it is redone.
+the question limit (and sample seed) and this module's CACHE_VERSION; change any of them and it is redone.
 """
 import hashlib
 import importlib.metadata
 import json
 import os
 import pickle
+import random
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -34,30 +35,34 @@ def squad_files(data_dir, log=print):
     return files, any(".recon." in p.name for p in files.values())
 
 
-def read_squad(path, limit=None):
+def read_squad(path, limit=None, sample_seed=None):
     """Official-format JSON -> (contexts, questions); questions are dicts with id, context (index),
-    question, answers [(answer_start, text)], in file order, the first `limit` of them."""
+    question, answers [(answer_start, text)], in file order: the first `limit` of them, or with
+    `sample_seed` a random `limit` of them drawn with that seed from every article (the file
+    groups questions by article: its first questions cover only the first few topics)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path} is not readable JSON ({e}); expected the official SQuAD v1.1 file: delete it "
                         f"and fetch it again (python -m scripts.fetch_data squad)") from e
-    contexts, questions = [], []
+    every = []  # (context, qa) in file order
     try:
         for article in data["data"]:
             for paragraph in article["paragraphs"]:
-                context = paragraph["context"]
-                for qa in paragraph["qas"]:
-                    if limit is not None and len(questions) >= limit:
-                        return contexts, questions
-                    if not contexts or contexts[-1] is not context:
-                        contexts.append(context)
-                    answers = [(int(a["answer_start"]), a["text"]) for a in qa["answers"]]
-                    if not answers:
-                        raise KeyError("answers (empty: SQuAD 2.0 unanswerable questions are not supported)")
-                    questions.append(dict(id=qa["id"], context=len(contexts) - 1, question=qa["question"],
-                                          answers=answers))
+                every.extend((paragraph["context"], qa) for qa in paragraph["qas"])
+        if limit is not None and limit < len(every):
+            keep = (sorted(random.Random(sample_seed).sample(range(len(every)), limit)) if sample_seed is not None
+                    else range(limit))
+            every = [every[i] for i in keep]
+        contexts, questions = [], []
+        for context, qa in every:
+            if not contexts or contexts[-1] is not context:
+                contexts.append(context)
+            answers = [(int(a["answer_start"]), a["text"]) for a in qa["answers"]]
+            if not answers:
+                raise KeyError("answers (empty: SQuAD 2.0 unanswerable questions are not supported)")
+            questions.append(dict(id=qa["id"], context=len(contexts) - 1, question=qa["question"], answers=answers))
     except (KeyError, TypeError) as e:
         raise DataError(f"{path} does not have the SQuAD v1.1 layout {LAYOUT}: {e} is missing or malformed") from e
     return contexts, questions
@@ -122,16 +127,17 @@ def pipeline_version(tokenizer):
                         f"(python -m spacy download {tokenizer}) or use data.tokenizer=blank") from None
 
 
-def preprocess(path, tokenizer, limit, cache_dir, progress, log=print):
+def preprocess(path, tokenizer, limit, cache_dir, progress, log=print, sample_seed=None):
     """A split tokenised, with each answer's token span; cached when cache_dir is given (see the
-    module docstring). spaCy loads only when the cache misses."""
-    key = json.dumps([sha256(path), tokenizer, pipeline_version(tokenizer), limit, CACHE_VERSION])
+    module docstring). limit, sample_seed: read_squad's. spaCy loads only when the cache misses."""
+    key = json.dumps([sha256(path), tokenizer, pipeline_version(tokenizer), limit, CACHE_VERSION]
+                     + ([sample_seed] if sample_seed is not None else []))  # old caches keep their keys
     cache = Path(cache_dir or ".") / f"{Path(path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
     if cache_dir and cache.exists():
         with open(cache, "rb") as f:
             return pickle.load(f)
     nlp, features = load_tokenizer(tokenizer)
-    contexts, questions = read_squad(path, limit)
+    contexts, questions = read_squad(path, limit, sample_seed)
     log(f"tokenising {len(contexts):,} paragraphs and {len(questions):,} questions of {path} with spaCy "
         f"({tokenizer})" + (f"; cached in {cache}" if cache_dir else ""))
     context_tokens = tokenize(nlp, contexts, progress, f"{Path(path).stem} paragraphs")

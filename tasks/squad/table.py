@@ -9,9 +9,8 @@ seconds per epoch to the full 87,599 training questions (labelled "extrapolated"
 """
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from tasks.common.results import RUN_KEYS, require_finished, row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import (RUN_KEYS, profile_rows, require_finished, row_result, run_table, table_arg_parser,
+                                  write_table)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "squad" / "table2.yaml"
@@ -87,7 +86,7 @@ def collect(rows, profile, out_dir, outputs, missing_ok=False):
 
 def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "squad", "table2", "rows").parse_args(argv)
-    rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
+    rows = profile_rows(EXPERIMENT, args.profile)
     runs = [(row_name(row, args.profile), [f"model={row['model']}", f"model.layers={row['layers']}",
                                            f"profile={args.profile}"]) for row in rows]
     run_table(args, "table2", "tasks.squad.train", runs,

@@ -38,7 +38,8 @@ class ReadingTask:
         self.cfg, d, p = cfg, cfg.data, cfg.profile
         files, rebuilt = data.squad_files(cfg.data_dir, log=self.say if ctx.is_main else lambda *_: None)
         cache, limits = f"{cfg.data_dir}/squad/cache", dict(train=p.max_train_questions, dev=p.max_dev_questions)
-        load = lambda: {s: data.preprocess(files[s], d.tokenizer, n, cache, ctx.progress, self.say)
+        seeds = dict(train=p.get("train_sample_seed"), dev=None)  # a seeded random training subset, else the first N
+        load = lambda: {s: data.preprocess(files[s], d.tokenizer, n, cache, ctx.progress, self.say, seeds[s])
                         for s, n in limits.items()}
         self.splits = load() if ctx.is_main else None   # tokenise once; the other ranks then read the cache
         ctx.barrier()
