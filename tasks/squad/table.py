@@ -23,7 +23,8 @@ COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hid
 SPEED_COLUMNS = [("full epoch s (extrapolated)", "full_epoch_sec_extrapolated", ".0f"),
                  ("RNN s (extrapolated)", "full_epoch_rnn_sec_extrapolated", ".0f")]
 KEYS = ["model", "layers", "hidden", "params", "params_without_embeddings", "sec_per_epoch", "rnn_sec_per_epoch",
-        "epochs", "profile", "vectors", "features", "tokenizer", "predictions", "train_used", "dev_questions",
+        "epochs", "profile", "vectors", "features", "tokenizer", "predictions", "train_questions", "train_sample_seed",
+        "train_used", "dev_questions",
         "train_align_exact", "dev_align_exact", "rebuilt_data", "device", "precision", "commit"]
 
 
@@ -51,11 +52,23 @@ def notes(table, profile):
              "forward and backward (tasks/squad/model.py RNNClock). Paper (GTX 1070): RNN ~523 s LSTM vs ~88 s "
              "SRU; total ~700 s vs ~200 s.",
              "- Settings beside the paper's and the authors' code: docs/fidelity.md (Table 2)."]
+    if profile == "cpu":
+        lines.append("- CPU budget: only the cut in the title; full sizes and each source's recipe otherwise. Far "
+                     "fewer updates than `full`: EM/F1 sit below what these readers reach in 50 epochs.")
     if profile == "speed":
         lines.append(f"- profile=speed: one epoch of each full-size model on {r['train_used']:,} questions; "
                      f"the full-epoch columns are extrapolated linearly to {FULL_TRAIN_QUESTIONS:,} questions, "
                      f"not measured. EM/F1 after one slice epoch mean nothing.")
     return "\n".join(lines)
+
+
+def budget(r):
+    """What profile=cpu cut, from a row's result: the training subset and the epochs."""
+    subset = (f"a random {r['train_questions']:,} of the {FULL_TRAIN_QUESTIONS:,} training questions (seed "
+              f"{r['train_sample_seed']}, from every article)" if r.get("train_sample_seed") is not None
+              else f"the first {r['train_questions']:,} training questions")
+    return (f"{subset}, {r['train_used']:,} of them with a token-aligned answer; {r['epochs']} epochs instead of 50; "
+            f"every dev question")
 
 
 def collect(rows, profile, out_dir, outputs, missing_ok=False):
@@ -79,7 +92,7 @@ def collect(rows, profile, out_dir, outputs, missing_ok=False):
     smoke = "a few hundred questions, hidden / 4, 2 epochs" if profile == "smoke" else False
     columns = COLUMNS + (SPEED_COLUMNS if profile == "speed" else [])
     text = write_table(table, columns, title, out_dir, "table2", smoke, notes=notes(table, profile), metric="dev_f1",
-                       profile=profile)
+                       profile=profile, budget=budget(table[0]) if profile == "cpu" else None)
     print(text)
     return table
 

@@ -63,7 +63,8 @@ class ReadingTask:
                                ner_size=len(self.tags["ner"]))
         self.info = dict(features=features, vectors=d.vectors, tokenizer=d.tokenizer, rebuilt_data=rebuilt,
                          lowercase=lowercase, vocab=len(itos), train_questions=len(train["questions"]),
-                         train_used=len(self.train_ids), dev_questions=len(dev["questions"]),
+                         train_sample_seed=seeds["train"], train_used=len(self.train_ids),
+                         dev_questions=len(dev["questions"]),
                          train_align_exact=data.alignment(train), dev_align_exact=data.alignment(dev))
         self.dev_chunks = batches_by_length(dev, self.encoded["dev"][0], cfg.optim.eval_batch_size)
         if ctx.is_main:
