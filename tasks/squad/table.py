@@ -64,11 +64,15 @@ def notes(table, profile):
 
 def budget(r):
     """What profile=cpu cut, from a row's result: the training subset and the epochs."""
-    subset = (f"a random {r['train_questions']:,} of the {FULL_TRAIN_QUESTIONS:,} training questions (seed "
-              f"{r['train_sample_seed']}, from every article)" if r.get("train_sample_seed") is not None
-              else f"the first {r['train_questions']:,} training questions")
-    return (f"{subset}, {r['train_used']:,} of them with a token-aligned answer; {r['epochs']} epochs instead of 50; "
-            f"every dev question")
+    if r["train_questions"] >= FULL_TRAIN_QUESTIONS:
+        subset = f"all {r['train_questions']:,} training questions"
+    elif r.get("train_sample_seed") is not None:
+        subset = (f"a random {r['train_questions']:,} of the {FULL_TRAIN_QUESTIONS:,} training questions (seed "
+                  f"{r['train_sample_seed']}, from every article)")
+    else:
+        subset = f"the first {r['train_questions']:,} training questions"
+    epochs = f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}"
+    return f"{subset}, {r['train_used']:,} of them with a token-aligned answer; {epochs} instead of 50; every dev question"
 
 
 def collect(rows, profile, out_dir, outputs, missing_ok=False):
