@@ -47,7 +47,7 @@ def lstm_over_padding(lstm, x, lengths):
     output (L, B, directions * hidden) is zero at padding.
 
     Why not pack: on a CPU torch runs packed sequences step by step in its native loop, while padded
-    input goes to oneDNN's fused LSTM, ~5x faster for the tables' shapes (docs/benchmarks.md); the SRU
+    input goes to oneDNN's fused LSTM, 2-3x faster at the tables' shapes (docs/benchmarks.md); the SRU
     is compared with the fastest exact path. The backward direction therefore reads each sequence
     reversed within its length (padding stays at the end, where nothing real reads it), one
     single-direction call per layer and direction. On CUDA cuDNN runs packed sequences natively: packed.
@@ -55,25 +55,25 @@ def lstm_over_padding(lstm, x, lengths):
     if lstm.batch_first or lstm.proj_size:
         raise ValueError("lstm_over_padding: expected an nn.LSTM with batch_first=False and no proj_size")
     lengths = lengths.to(x.device)
+    steps = torch.arange(x.size(0), device=x.device)[:, None]
+    pad = steps >= lengths[None, :]  # (L, B)
     if x.is_cuda:
         packed, _ = lstm(pack_padded_sequence(x, lengths.clamp(min=1).cpu(), enforce_sorted=False))
         out = pad_packed_sequence(packed, total_length=x.size(0))[0]
     else:
-        steps = torch.arange(x.size(0), device=x.device)[:, None]
-        real = steps < lengths[None, :]                                    # (L, B)
-        reverse = torch.where(real, lengths[None, :] - 1 - steps, steps)  # an involution: undoes itself
+        reverse = torch.where(pad, steps, lengths[None, :] - 1 - steps)  # an involution: undoes itself
         flip = lambda t: t.gather(0, reverse[:, :, None].expand(-1, -1, t.size(2)))
         zeros = x.new_zeros(1, x.size(1), lstm.hidden_size)
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if lstm.bias else 2]
         out = x
         for k in range(lstm.num_layers):
             if k:
                 out = F.dropout(out, lstm.dropout, lstm.training)
             parts = []
             for suffix in ("", "_reverse")[:2 if lstm.bidirectional else 1]:
-                names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[:4 if lstm.bias else 2]
                 weights = [getattr(lstm, f"{w}_l{k}{suffix}") for w in names]
                 src = flip(out) if suffix else out
                 h = torch.lstm(src, (zeros, zeros), weights, lstm.bias, 1, 0.0, lstm.training, False, False)[0]
                 parts.append(flip(h) if suffix else h)
             out = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
-    return out.masked_fill((torch.arange(x.size(0), device=x.device)[:, None] >= lengths[None, :])[:, :, None], 0.0)
+    return out.masked_fill(pad[:, :, None], 0.0)

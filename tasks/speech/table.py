@@ -19,8 +19,8 @@ COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), (
            ("params (M)", "params_m", ".3f"),
            ("test WER", "wer", ".2f"), ("test CER", "cer", ".2f"), ("dev WER", "dev_wer", ".2f"),
            ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("commit", "commit", None)]
-KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "params", "sec_per_epoch", "epochs", "profile", "data",
-        "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
+KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "params", "sec_per_epoch", "epochs", "profile",
+        "data", "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
         "future_steps", "device", "commit"]
 BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs, 60 for the unidirectional rows, "
                   "the table's widths)")

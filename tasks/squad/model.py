@@ -68,7 +68,7 @@ class StackedBiRNN(nn.Module):
 
     def forward(self, x, mask):                          # x (B, L, E), mask (B, L) True at padding
         h, outputs = x.transpose(0, 1), []
-        lengths = (~mask).sum(1)
+        lengths = (~mask).sum(1) if self.kind == "lstm" else None
         for layer in self.layers:
             if self.kind == "lstm":
                 h = F.dropout(h, self.dropout, self.training)
