@@ -219,3 +219,12 @@ def test_table4_cpu_profile_runs_its_rows_in_parts_with_a_rescaled_schedule(monk
     with initialize_config_dir(str(table.ROOT / "configs" / "nmt"), version_base=None):
         assert compose("config", ["profile=cpu"]).optim.decay_start == 2
         assert compose("config", ["profile=smoke"]).optim.decay_start == 8
+
+
+def test_cpu_budget_says_what_was_cut_from_the_rows():
+    from tasks.nmt.table import budget
+    row = dict(data="multi30k", train_pairs=29_000, beam=5, hidden=250, epochs=4, decay_start=2)
+    assert budget([row], "cpu") == ("all 29,000 multi30k training pairs, every test sentence, beam 5; width 250 instead of "
+                                    "500, 4 epochs instead of 13, lr halving from epoch 2 instead of 8")
+    assert budget([dict(row, train_pairs=3_000, epochs=1)], "cpu").startswith("the first 3,000 multi30k training pairs")
+    assert budget([row], "full") is None

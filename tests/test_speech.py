@@ -165,6 +165,7 @@ def test_smoke_table_through_the_entry_point(tmp_path):
         ("lstm", 5, False), ("sru", 12, False), ("lstm", 5, True), ("sru", 12, True), ("lstm", 5, False)]
     assert [r["forget_bias"] for r in rows] == [None] * 4 + [1.0]  # the added row's init reached the model
     assert [r["forget_bias_text"] for r in rows] == ["torch default", "-", "torch default", "-", "1"]
+    assert [r["seed"] for r in rows] == [1] * 5  # the seed repeats run at cpu and full only
     for r in rows:
         for key in ("model", "layers", "hidden", "bidirectional", "params", "wer", "cer", "sec_per_epoch", "profile",
                     "data", "hypotheses", "references"):
@@ -218,3 +219,19 @@ def test_lstm_forget_bias_sets_the_f_gate_only():
             assert torch.equal(p[:4], q[:4]) and torch.equal(p[8:], q[8:]), name
         elif not name.startswith("bias_"):
             assert torch.equal(p, q), name
+
+
+def test_seed_rows_are_named_passed_on_and_summarised():
+    from tasks.common.results import profile_rows
+    from tasks.speech import table
+    cpu, smoke = profile_rows(table.EXPERIMENT, "cpu"), profile_rows(table.EXPERIMENT, "smoke")
+    seeded = [r for r in cpu if r.get("seed") is not None]
+    assert seeded and all(r not in smoke for r in seeded)
+    names = [table.row_name(r, "cpu") for r in cpu]
+    assert len(set(names)) == len(names)  # every seed has its own output directory
+    assert table.row_name(seeded[0], "cpu").endswith(f"-seed{seeded[0]['seed']}-digits-cpu")
+    row = dict(model="lstm", layers=5, hidden=128, bidirectional=False, forget_bias=None)
+    rows = [dict(row, seed=s, wer=w) for s, w in ((3, 50.0), (1, 90.0), (2, 10.0))]
+    rows.append(dict(row, forget_bias=1.0, seed=1, wer=91.0))  # another configuration, one seed: no line
+    assert table.seed_notes(rows) == ["- LSTM 5 x 128 over 3 seeds: test WER 90.00 (seed 1), 10.00 (seed 2), "
+                                      "50.00 (seed 3); median 50.00; 1 of 3 below 30."]

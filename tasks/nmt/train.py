@@ -58,7 +58,7 @@ class TranslationTask:
         self.model_args = dict(src_vocab=len(src_itos), tgt_vocab=len(tgt_itos), emb=emb, hidden=hidden)
         self.info = dict(data=d.name, train_pairs=len(keep), test_sentences=len(corpus["test"]["src"]),
                          src_vocab=len(src_itos), tgt_vocab=len(tgt_itos), input_feed=cfg.model.input_feed,
-                         beam=cfg.decode.beam)
+                         beam=cfg.decode.beam, decay_start=cfg.optim.decay_start)
         eval_order = {s: sorted(range(len(self.ids[s][0])), key=lambda i: len(self.ids[s][0][i])) for s in ("valid", "test")}
         self.eval_batches = {s: [o[i:i + cfg.decode.batch_size] for i in range(0, len(o), cfg.decode.batch_size)]
                              for s, o in eval_order.items()}

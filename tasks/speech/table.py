@@ -6,20 +6,21 @@ layers, and their bidirectional versions) with widths scaled to the data, each o
 hypotheses and references are `uttid transcript` files (`hypotheses`, `references`). --publish: the
 committed copy under docs/results/<profile>/ (tasks/common/results.py).
 """
+import statistics
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import RUN_KEYS, require_finished, row_result, run_table, table_arg_parser, write_table
+from tasks.common.results import RUN_KEYS, profile_rows, require_finished, row_result, run_table, table_arg_parser, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
 COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), ("layers", "layers", None),
            ("hidden", "hidden", None), ("paper's row", "paper", None), ("LSTM f-gate bias", "forget_bias_text", None),
-           ("params (M)", "params_m", ".3f"),
+           ("seed", "seed", None),            ("params (M)", "params_m", ".3f"),
            ("test WER", "wer", ".2f"), ("test CER", "cer", ".2f"), ("dev WER", "dev_wer", ".2f"),
            ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("commit", "commit", None)]
-KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "params", "sec_per_epoch", "epochs", "profile",
+KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "seed", "params", "sec_per_epoch", "epochs", "profile",
         "data", "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
         "future_steps", "device", "commit"]
 BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs, 60 for the unidirectional rows, "
@@ -27,9 +28,13 @@ BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs
 ROW_EPOCHS = ("cpu", "full")  # the profiles at which a row's own `epochs` (table5.yaml) replaces the profile's
 
 
+BASE_SEED = OmegaConf.load(ROOT / "configs" / "common" / "base.yaml").seed  # a row without its own `seed`
+
+
 def row_name(row, profile, data="digits"):
     fb = f"-fb{row['forget_bias']:g}" if row.get("forget_bias") is not None else ""
-    return f"{row['model']}-{row['layers']}x{row['hidden']}-bi{row['bidirectional']}{fb}-{data}-{profile}"
+    seed = f"-seed{row['seed']}" if row.get("seed") is not None else ""
+    return f"{row['model']}-{row['layers']}x{row['hidden']}-bi{row['bidirectional']}{fb}{seed}-{data}-{profile}"
 
 
 def forget_bias_text(r):
@@ -45,7 +50,9 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         r = row_result(outputs, row_name(row, profile, data), "tasks.speech.table", profile, missing_ok)
         if r is None:
             continue
-        table.append(dict({k: r.get(k) for k in (*KEYS, *RUN_KEYS)}, wer=r["test_wer"], cer=r["test_cer"],
+        # a result from before result.json kept its seed ran at the row's (or the base config's) seed
+        table.append(dict({k: r.get(k) for k in (*KEYS, *RUN_KEYS)}, seed=r.get("seed", row.get("seed", BASE_SEED)),
+                          wer=r["test_wer"], cer=r["test_cer"],
                           dev_wer=r["dev_wer"], forget_bias_text=forget_bias_text(r),
                           paper=row["paper"], params_m=r["params"] / 1e6, history=r["history"]))
     require_finished(table, "table5", "tasks.speech.table", profile, outputs)
@@ -61,6 +68,7 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         + (["- LSTM f-gate bias: `torch default` is b_ih, b_hh ~ U(+-1/sqrt(hidden)); a row with 1 sets the forget "
             "gate's bias to 1 at init (Jozefowicz et al. 2015), an added row, not the paper's (configs/speech/table5.yaml)."]
            if any(r.get("forget_bias") is not None for r in table) else [])
+        + seed_notes(table)
         + (["- The rows ran at different commits (see the commit column), some on different days: this machine's "
             "speed moves by +-30% from day to day, so compare s/epoch only between rows trained the same day."]
            if len({r.get("commit") for r in table}) > 1 else []))
@@ -69,6 +77,25 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
                        "table5", smoke, notes=notes, metric="dev_wer", profile=profile, budget=BUDGET.get(profile))
     print(text)
     return table
+
+
+def seed_notes(table):
+    """One line per configuration trained with more than one seed: every seed's test WER and how many
+    reached the sanity bar (WER < 30), so that one lucky or unlucky run is not read as the model's result."""
+    groups = {}
+    for r in table:
+        key = (r["model"], r["layers"], r["hidden"], r["bidirectional"], r.get("forget_bias"))
+        groups.setdefault(key, []).append(r)
+    lines = []
+    for (model, layers, hidden, bi, fb), rs in groups.items():
+        if len({r["seed"] for r in rs}) < 2:
+            continue
+        wers = ", ".join(f"{r['wer']:.2f} (seed {r['seed']})" for r in sorted(rs, key=lambda r: r["seed"]))
+        below = sum(r["wer"] < 30 for r in rs)
+        init = "" if model != "lstm" or fb is None else f", f-gate bias {fb:g}"
+        lines.append(f"- {'bi-' if bi else ''}{model.upper()} {layers} x {hidden}{init} over {len(rs)} seeds: test WER "
+                     f"{wers}; median {statistics.median(r['wer'] for r in rs):.2f}; {below} of {len(rs)} below 30.")
+    return lines
 
 
 def lookahead(table):
@@ -84,11 +111,12 @@ def lookahead(table):
 def main(argv=None):
     args = table_arg_parser(__doc__, ROOT, "speech", "table5", "rows").parse_args(argv)
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "digits")
-    rows = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]
+    rows = profile_rows(EXPERIMENT, args.profile)
     epochs = lambda row: [f"profile.epochs={row['epochs']}"] if row.get("epochs") and args.profile in ROW_EPOCHS else []
     init = lambda row: [f"model.forget_bias={row['forget_bias']}"] if row.get("forget_bias") is not None else []
+    init_seed = lambda row: [f"seed={row['seed']}"] if row.get("seed") is not None else []
     names = [row_name(row, args.profile, data) for row in rows]  # also each run's name (W&B, result.json)
-    runs = [(name, [*epochs(row), *init(row), f"run_name={name}", f"model={row['model']}",
+    runs = [(name, [*epochs(row), *init(row), *init_seed(row), f"run_name={name}", f"model={row['model']}",
                     f"model.layers={row['layers']}", f"model.hidden={row['hidden']}",
                     f"model.bidirectional={str(row['bidirectional']).lower()}", f"profile={args.profile}"])
             for name, row in zip(names, rows)]
