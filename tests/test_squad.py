@@ -344,3 +344,12 @@ def test_bad_config_is_refused_with_a_clear_message(tmp_path, override, message)
                       f"out_dir={tmp_path / 'run'}")
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_speed_note_compares_drqas_lstm_with_the_five_layer_sru():
+    from tasks.squad.table import speed_note
+    lstm = dict(model="lstm", layers=3, sec_per_epoch=300.0, rnn_sec_per_epoch=240.0, machine="CPU: X")
+    sru5 = dict(model="sru", layers=5, sec_per_epoch=200.0, rnn_sec_per_epoch=80.0, machine="CPU: X")
+    assert speed_note([lstm, sru5]) == ["- Speed: LSTM 3 layers / SRU 5 layers = 1.50x per epoch, 3.00x in the RNN "
+                                        "part, measured on CPU: X; the paper: ~3.5x and ~5.9x (GTX 1070, cuDNN LSTM)."]
+    assert speed_note([lstm, dict(sru5, layers=3)]) == [] and speed_note([sru5]) == []

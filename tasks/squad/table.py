@@ -52,6 +52,7 @@ def notes(table, profile):
              "forward and backward (tasks/squad/model.py RNNClock). Paper (GTX 1070): RNN ~523 s LSTM vs ~88 s "
              "SRU; total ~700 s vs ~200 s.",
              "- Settings beside the paper's and the authors' code: docs/fidelity.md (Table 2)."]
+    lines += speed_note(table)
     if profile == "cpu":
         lines.append("- CPU budget: only the cut in the title; full sizes and each source's recipe otherwise. Far "
                      "fewer updates than `full`: EM/F1 sit below what these readers reach in 50 epochs.")
@@ -73,6 +74,16 @@ def budget(r):
         subset = f"the first {r['train_questions']:,} training questions"
     epochs = f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}"
     return f"{subset}, {r['train_used']:,} of them with a token-aligned answer; {epochs} instead of 50; every dev question"
+
+def speed_note(table):
+    """The paper's speed comparison, DrQA's 3-layer LSTM against the 5-layer SRU, as measured here."""
+    by = {(r["model"], r["layers"]): r for r in table}
+    lstm, sru = by.get(("lstm", 3)), by.get(("sru", 5))
+    if lstm is None or sru is None or not sru["sec_per_epoch"] or not sru.get("rnn_sec_per_epoch"):
+        return []
+    return [f"- Speed: LSTM 3 layers / SRU 5 layers = {lstm['sec_per_epoch'] / sru['sec_per_epoch']:.2f}x per epoch, "
+            f"{lstm['rnn_sec_per_epoch'] / sru['rnn_sec_per_epoch']:.2f}x in the RNN part, measured on "
+            f"{sru.get('machine') or sru['device']}; the paper: ~3.5x and ~5.9x (GTX 1070, cuDNN LSTM)."]
 
 
 def collect(rows, profile, out_dir, outputs, missing_ok=False):
