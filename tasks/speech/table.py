@@ -17,17 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
 COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), ("layers", "layers", None),
            ("hidden", "hidden", None), ("paper's row", "paper", None), ("LSTM f-gate bias", "forget_bias_text", None),
-           ("seed", "seed", None),            ("params (M)", "params_m", ".3f"),
+           ("seed", "seed", None), ("params (M)", "params_m", ".3f"),
            ("test WER", "wer", ".2f"), ("test CER", "cer", ".2f"), ("dev WER", "dev_wer", ".2f"),
            ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("commit", "commit", None)]
-KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "seed", "params", "sec_per_epoch", "epochs", "profile",
+KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "params", "sec_per_epoch", "epochs", "profile",
         "data", "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
         "future_steps", "device", "commit"]
 BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs, 60 for the unidirectional rows, "
                   "the table's widths)")
 ROW_EPOCHS = ("cpu", "full")  # the profiles at which a row's own `epochs` (table5.yaml) replaces the profile's
-
-
 BASE_SEED = OmegaConf.load(ROOT / "configs" / "common" / "base.yaml").seed  # a row without its own `seed`
 
 
@@ -113,10 +111,10 @@ def main(argv=None):
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "digits")
     rows = profile_rows(EXPERIMENT, args.profile)
     epochs = lambda row: [f"profile.epochs={row['epochs']}"] if row.get("epochs") and args.profile in ROW_EPOCHS else []
-    init = lambda row: [f"model.forget_bias={row['forget_bias']}"] if row.get("forget_bias") is not None else []
-    init_seed = lambda row: [f"seed={row['seed']}"] if row.get("seed") is not None else []
+    own = dict(forget_bias="model.forget_bias", seed="seed")  # a row's optional keys -> the run's overrides
+    init = lambda row: [f"{key}={row[k]}" for k, key in own.items() if row.get(k) is not None]
     names = [row_name(row, args.profile, data) for row in rows]  # also each run's name (W&B, result.json)
-    runs = [(name, [*epochs(row), *init(row), *init_seed(row), f"run_name={name}", f"model={row['model']}",
+    runs = [(name, [*epochs(row), *init(row), f"run_name={name}", f"model={row['model']}",
                     f"model.layers={row['layers']}", f"model.hidden={row['hidden']}",
                     f"model.bidirectional={str(row['bidirectional']).lower()}", f"profile={args.profile}"])
             for name, row in zip(names, rows)]

@@ -75,6 +75,7 @@ def budget(r):
     epochs = f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}"
     return f"{subset}, {r['train_used']:,} of them with a token-aligned answer; {epochs} instead of 50; every dev question"
 
+
 def speed_note(table):
     """The paper's speed comparison, DrQA's 3-layer LSTM against the 5-layer SRU, as measured here."""
     by = {(r["model"], r["layers"]): r for r in table}
