@@ -221,17 +221,23 @@ def test_lstm_forget_bias_sets_the_f_gate_only():
             assert torch.equal(p, q), name
 
 
-def test_seed_rows_are_named_passed_on_and_summarised():
+def test_seed_and_lr_rows_are_named_passed_on_and_summarised():
     from tasks.common.results import profile_rows
     from tasks.speech import table
     cpu, smoke = profile_rows(table.EXPERIMENT, "cpu"), profile_rows(table.EXPERIMENT, "smoke")
     seeded = [r for r in cpu if r.get("seed") is not None]
     assert seeded and all(r not in smoke for r in seeded)
     names = [table.row_name(r, "cpu") for r in cpu]
-    assert len(set(names)) == len(names)  # every seed has its own output directory
+    assert len(set(names)) == len(names)  # every seed (and lr) has its own output directory
     assert table.row_name(seeded[0], "cpu").endswith(f"-seed{seeded[0]['seed']}-digits-cpu")
-    row = dict(model="lstm", layers=5, hidden=128, bidirectional=False, forget_bias=None)
+    tuned = dict(seeded[0], lr=0.003)
+    assert table.row_name(tuned, "cpu").endswith(f"-lr0.003-seed{tuned['seed']}-digits-cpu")
+    assert table.OWN["lr"] == "optim.lr" and table.OWN["seed"] == "seed"  # what the run is given
+    row = dict(model="lstm", layers=5, hidden=128, bidirectional=False, forget_bias=None, lr=table.BASE_LR)
     rows = [dict(row, seed=s, wer=w) for s, w in ((3, 50.0), (1, 90.0), (2, 10.0))]
     rows.append(dict(row, forget_bias=1.0, seed=1, wer=91.0))  # another configuration, one seed: no line
+    rows += [dict(row, lr=0.003, seed=s, wer=w) for s, w in ((1, 20.0), (2, 40.0))]  # another lr: its own line
     assert table.seed_notes(rows) == ["- LSTM 5 x 128 over 3 seeds: test WER 90.00 (seed 1), 10.00 (seed 2), "
-                                      "50.00 (seed 3); median 50.00; 1 of 3 below 30."]
+                                      "50.00 (seed 3); median 50.00; 1 of 3 below 30.",
+                                      "- LSTM 5 x 128, lr 0.003 over 2 seeds: test WER 20.00 (seed 1), 40.00 (seed 2); "
+                                      "median 30.00; 1 of 2 below 30."]

@@ -236,7 +236,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
         final.update(evaluate(task.test_split))
     m = cfg.model
     result = dict(task=task.name, model=m.kind, layers=m.get("layers"), hidden=task.model_args.get("hidden"),
-                  params=params, **final, best_epoch=state["best_epoch"], seed=seed,
+                  params=params, **final, best_epoch=state["best_epoch"], seed=seed, lr=cfg.optim.lr,
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
                   epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
                   wall_s=round(state["elapsed"], 1),

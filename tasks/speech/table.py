@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
 COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), ("layers", "layers", None),
            ("hidden", "hidden", None), ("paper's row", "paper", None), ("LSTM f-gate bias", "forget_bias_text", None),
-           ("seed", "seed", None), ("params (M)", "params_m", ".3f"),
+           ("seed", "seed", None), ("Adam lr", "lr", "g"), ("params (M)", "params_m", ".3f"),
            ("test WER", "wer", ".2f"), ("test CER", "cer", ".2f"), ("dev WER", "dev_wer", ".2f"),
            ("s/epoch", "sec_per_epoch", ".1f"), ("epochs", "epochs", None), ("commit", "commit", None)]
 KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "params", "sec_per_epoch", "epochs", "profile",
@@ -27,12 +27,15 @@ BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs
                   "the table's widths)")
 ROW_EPOCHS = ("cpu", "full")  # the profiles at which a row's own `epochs` (table5.yaml) replaces the profile's
 BASE_SEED = OmegaConf.load(ROOT / "configs" / "common" / "base.yaml").seed  # a row without its own `seed`
+BASE_LR = OmegaConf.load(ROOT / "configs" / "speech" / "config.yaml").optim.lr  # ... or its own `lr`
+OWN = dict(forget_bias="model.forget_bias", seed="seed", lr="optim.lr")  # a row's optional keys -> its overrides
 
 
 def row_name(row, profile, data="digits"):
     fb = f"-fb{row['forget_bias']:g}" if row.get("forget_bias") is not None else ""
+    lr = f"-lr{row['lr']:g}" if row.get("lr") is not None else ""
     seed = f"-seed{row['seed']}" if row.get("seed") is not None else ""
-    return f"{row['model']}-{row['layers']}x{row['hidden']}-bi{row['bidirectional']}{fb}{seed}-{data}-{profile}"
+    return f"{row['model']}-{row['layers']}x{row['hidden']}-bi{row['bidirectional']}{fb}{lr}{seed}-{data}-{profile}"
 
 
 def forget_bias_text(r):
@@ -48,8 +51,9 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         r = row_result(outputs, row_name(row, profile, data), "tasks.speech.table", profile, missing_ok)
         if r is None:
             continue
-        # a result from before result.json kept its seed ran at the row's (or the base config's) seed
+        # a result from before result.json kept its seed and lr ran at the row's (or the base config's)
         table.append(dict({k: r.get(k) for k in (*KEYS, *RUN_KEYS)}, seed=r.get("seed", row.get("seed", BASE_SEED)),
+                          lr=r.get("lr", row.get("lr", BASE_LR)),
                           wer=r["test_wer"], cer=r["test_cer"],
                           dev_wer=r["dev_wer"], forget_bias_text=forget_bias_text(r),
                           paper=row["paper"], params_m=r["params"] / 1e6, history=r["history"]))
@@ -82,15 +86,15 @@ def seed_notes(table):
     reached the sanity bar (WER < 30), so that one lucky or unlucky run is not read as the model's result."""
     groups = {}
     for r in table:
-        key = (r["model"], r["layers"], r["hidden"], r["bidirectional"], r.get("forget_bias"))
+        key = (r["model"], r["layers"], r["hidden"], r["bidirectional"], r.get("forget_bias"), r["lr"])
         groups.setdefault(key, []).append(r)
     lines = []
-    for (model, layers, hidden, bi, fb), rs in groups.items():
+    for (model, layers, hidden, bi, fb, lr), rs in groups.items():
         if len({r["seed"] for r in rs}) < 2:
             continue
         wers = ", ".join(f"{r['wer']:.2f} (seed {r['seed']})" for r in sorted(rs, key=lambda r: r["seed"]))
         below = sum(r["wer"] < 30 for r in rs)
-        init = "" if model != "lstm" or fb is None else f", f-gate bias {fb:g}"
+        init = ("" if model != "lstm" or fb is None else f", f-gate bias {fb:g}") + ("" if lr == BASE_LR else f", lr {lr:g}")
         lines.append(f"- {'bi-' if bi else ''}{model.upper()} {layers} x {hidden}{init} over {len(rs)} seeds: test WER "
                      f"{wers}; median {statistics.median(r['wer'] for r in rs):.2f}; {below} of {len(rs)} below 30.")
     return lines
@@ -111,8 +115,7 @@ def main(argv=None):
     data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "digits")
     rows = profile_rows(EXPERIMENT, args.profile)
     epochs = lambda row: [f"profile.epochs={row['epochs']}"] if row.get("epochs") and args.profile in ROW_EPOCHS else []
-    own = dict(forget_bias="model.forget_bias", seed="seed")  # a row's optional keys -> the run's overrides
-    init = lambda row: [f"{key}={row[k]}" for k, key in own.items() if row.get(k) is not None]
+    init = lambda row: [f"{key}={row[k]}" for k, key in OWN.items() if row.get(k) is not None]
     names = [row_name(row, args.profile, data) for row in rows]  # also each run's name (W&B, result.json)
     runs = [(name, [*epochs(row), *init(row), f"run_name={name}", f"model={row['model']}",
                     f"model.layers={row['layers']}", f"model.hidden={row['hidden']}",
