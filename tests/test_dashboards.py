@@ -154,3 +154,16 @@ def test_reader_refuses_a_file_that_is_not_a_run(tmp_path):
     (tmp_path / "run-x.wandb").write_bytes(b"not a run")
     with pytest.raises(ValueError, match="not a W&B run file"):
         offline_run_keys(tmp_path)
+
+
+def test_a_table_whose_rows_ran_on_different_machines_says_which_ran_where(tmp_path):
+    rows = [dict(model="lstm", layers=2, sec_per_epoch=40.0, run_name="a", machine="CPU: X, 2 threads"),
+            dict(model="sru", layers=6, sec_per_epoch=50.0, run_name="b", machine="CPU: X, 1 threads"),
+            dict(model="sru", layers=3, sec_per_epoch=30.0, run_name="c", machine="CPU: X, 2 threads")]
+    write_table(rows, COLUMNS, "T", tmp_path, "table3", False, notes="- A note.")
+    note = ("- Machines: CPU: X, 2 threads: a, c; CPU: X, 1 threads: b. Seconds per epoch compare only between "
+            "rows on the same machine and thread count.")
+    assert (tmp_path / "table3.md").read_text().endswith("- A note.\n" + note + "\n")
+    assert json.loads((tmp_path / "table3.json").read_text())["notes"] == "- A note.\n" + note
+    write_table(rows[::2], COLUMNS, "T", tmp_path, "table3", False, notes="- A note.")  # one machine: no line
+    assert "Machines" not in (tmp_path / "table3.md").read_text()

@@ -49,6 +49,19 @@ def markdown_table(rows, columns):
     return "\n".join(lines)
 
 
+def machines_note(rows):
+    """A note line when the rows ran on more than one machine or thread count (result.json's `machine`):
+    which rows ran where, since seconds per epoch compare only within one."""
+    where = {}
+    for r in rows:
+        if r.get("machine"):
+            where.setdefault(r["machine"], []).append(r.get("run_name") or "?")
+    if len(where) < 2:
+        return ""
+    return ("\n- Machines: " + "; ".join(f"{m}: {', '.join(names)}" for m, names in where.items())
+            + ". Seconds per epoch compare only between rows on the same machine and thread count.")
+
+
 def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=None, profile=None, budget=None):
     """rows: dicts; columns: (header, key, format spec or None). Writes <stem>.md (with `notes`, markdown,
     under the table) and <stem>.json: the title, smoke label, profile, columns, notes, the validation
@@ -62,13 +75,14 @@ def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=Non
     elif profile == "cpu":
         title += f" -- CPU BUDGET: {budget or 'see the notes'}"
     seen = lambda key: sorted({str(r[key]) for r in rows if r.get(key)})
+    notes = (notes.rstrip() + machines_note(rows)).lstrip("\n")
     write_json_atomic(dict(table=stem, title=title, smoke=smoke or False, profile=profile, metric=metric,
                            commits=seen("commit"), machines=seen("machine"),
-                           columns=[list(c) for c in columns], notes=notes.rstrip(), rows=rows),
+                           columns=[list(c) for c in columns], notes=notes, rows=rows),
                       out_dir / f"{stem}.json")
     lines = [f"# {title}", "", markdown_table(rows, columns)]
     if notes:
-        lines += ["", notes.rstrip()]
+        lines += ["", notes]
     (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
 
