@@ -46,17 +46,28 @@ def row_label(row, with_panel=False):
     return label
 
 
+# row keys that tell repeats of one configuration apart, shown in the speed table where the rows differ in them
+VARIANT_KEYS = (("seed", "seed {}"), ("lr", "lr {:g}"), ("forget_bias", "f-gate bias {:g}"))
+
+
 def speed_rows(table):
     """Seconds per epoch side by side, and each row's speed-up over the LSTM row it is compared with
-    (same dataset and directions; the first LSTM row without input feeding, where the table has one)."""
+    (same dataset, directions and machine, i.e. CPU/GPU and thread count; the first LSTM row without input
+    feeding, where the table has one). Rows on a machine with no such LSTM row get no speed-up."""
     rows = table["rows"]
+    varying = [(k, f) for k, f in VARIANT_KEYS if len({str(r.get(k)) for r in rows}) > 1]
     out = []
     for r in rows:
         lstms = [x for x in rows if x["model"] == "lstm" and x.get("dataset") == r.get("dataset")
-                 and bool(x.get("bidirectional")) == bool(r.get("bidirectional"))]
+                 and bool(x.get("bidirectional")) == bool(r.get("bidirectional")) and x.get("machine") == r.get("machine")]
         base = next((x for x in lstms if not x.get("input_feed")), lstms[0] if lstms else None)
         s = r.get("sec_per_epoch")
-        out.append(dict(label=row_label(r, with_panel=True), sec_per_epoch=s, rnn_sec_per_epoch=r.get("rnn_sec_per_epoch"),
+        label = row_label(r, with_panel=True)
+        extra = [f.format(r[k]) for k, f in varying if r.get(k) is not None]
+        label += f" ({', '.join(extra)})" if extra else ""
+        if len({x.get("machine") for x in rows}) > 1 and r.get("machine"):
+            label += f" [{r['machine']}]"
+        out.append(dict(label=label, sec_per_epoch=s, rnn_sec_per_epoch=r.get("rnn_sec_per_epoch"),
                         full_epoch=r.get("full_epoch_sec_extrapolated"),
                         vs_lstm=base["sec_per_epoch"] / s if base and s and r is not base else None,
                         lstm=row_label(base, with_panel=True) if base else None))

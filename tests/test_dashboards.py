@@ -167,3 +167,17 @@ def test_a_table_whose_rows_ran_on_different_machines_says_which_ran_where(tmp_p
     assert json.loads((tmp_path / "table3.json").read_text())["notes"] == "- A note.\n" + note
     write_table(rows[::2], COLUMNS, "T", tmp_path, "table3", False, notes="- A note.")  # one machine: no line
     assert "Machines" not in (tmp_path / "table3.md").read_text()
+
+
+def test_speed_rows_compare_only_rows_on_one_machine_and_name_the_repeats():
+    from scripts.report import speed_rows
+    two, one = "CPU: X, 2 threads", "CPU: X, 1 threads"
+    rows = [dict(model="lstm", layers=5, hidden=128, seed=1, sec_per_epoch=16.0, machine=two),
+            dict(model="sru", layers=12, hidden=128, seed=1, sec_per_epoch=20.0, machine=two),
+            dict(model="sru", layers=12, hidden=128, seed=2, sec_per_epoch=48.0, machine=one)]
+    out = speed_rows(dict(rows=rows))
+    assert [r["label"] for r in out] == [f"LSTM 5x128 (seed 1) [{two}]", f"SRU 12x128 (seed 1) [{two}]",
+                                         f"SRU 12x128 (seed 2) [{one}]"]
+    assert out[1]["vs_lstm"] == 0.8 and out[2]["vs_lstm"] is None  # no LSTM ran on the one-thread machine
+    same = speed_rows(dict(rows=[dict(r, machine=two, seed=1) for r in rows]))
+    assert same[2]["label"] == "SRU 12x128" and same[2]["vs_lstm"] == 16.0 / 48.0
