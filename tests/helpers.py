@@ -58,10 +58,13 @@ def result_of(proc, path):
 
 
 def assert_close_scaled(actual, expected, rel, name=""):
-    """Elementwise |a - e| <= rel * (|e| + max|e|): relative to each value and to the tensor's scale."""
+    """Elementwise |a - e| <= rel * (|e| + max(max|e|, 0.1)): relative to each value and to the tensor's
+    scale. The floor: the tests' inputs are O(1), and a tiny tensor whose values cancel to ~1e-3 (h = r g(c)
+    + (1 - r) x at one unit) still carries the rounding of its O(1) terms (1 ulp at 1.0 is 1.2e-7; CI failed
+    once on 1.2e-7 against 4.5e-8 allowed, seed 512283876)."""
     expected = expected.to(actual.dtype) if expected.dtype != actual.dtype else expected
     scale = expected.abs().max().item() if expected.numel() else 0.0
-    torch.testing.assert_close(actual.float(), expected.float(), rtol=rel, atol=rel * max(scale, 1e-6),
+    torch.testing.assert_close(actual.float(), expected.float(), rtol=rel, atol=rel * max(scale, 0.1),
                                msg=lambda m: f"{name}: {m}")
 
 
