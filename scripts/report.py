@@ -56,6 +56,7 @@ def speed_rows(table):
     feeding, where the table has one). Rows on a machine with no such LSTM row get no speed-up."""
     rows = table["rows"]
     varying = [(k, f) for k, f in VARIANT_KEYS if len({str(r.get(k)) for r in rows}) > 1]
+    several_machines = len({r.get("machine") for r in rows}) > 1
     out = []
     for r in rows:
         lstms = [x for x in rows if x["model"] == "lstm" and x.get("dataset") == r.get("dataset")
@@ -65,7 +66,7 @@ def speed_rows(table):
         label = row_label(r, with_panel=True)
         extra = [f.format(r[k]) for k, f in varying if r.get(k) is not None]
         label += f" ({', '.join(extra)})" if extra else ""
-        if len({x.get("machine") for x in rows}) > 1 and r.get("machine"):
+        if several_machines and r.get("machine"):
             label += f" [{r['machine']}]"
         out.append(dict(label=label, sec_per_epoch=s, rnn_sec_per_epoch=r.get("rnn_sec_per_epoch"),
                         full_epoch=r.get("full_epoch_sec_extrapolated"),
