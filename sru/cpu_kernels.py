@@ -1,15 +1,17 @@
 """Fused CPU kernels for the SRU recurrence (forward and backward), compiled by numba.
 
 Why numba: it needs no C++ toolchain at install or import (the JIT runs on first call and
-caches to disk), it parallelises over (batch, direction, unit-chunk) with ``prange``, and the
-inner loop over units is contiguous in memory so LLVM vectorises it -- provided the
+caches to disk), it parallelises over (sequence block, direction, unit block) with ``prange``,
+and the inner loop over units is contiguous in memory so LLVM vectorises it -- provided the
 transcendentals vectorise too, hence the float32 exp below (libm's expf/tanhf are scalar
 calls and took ~70% of the kernel time). docs/benchmarks.md has the measurements.
 
 Arrays use the layout documented in ``sru.reference``: U (L, B, D, k, d), the rest
 (L|B, ..., D, d); float32 only (state and accumulation in float32, as in the reference).
-Work items are (b, direction, chunk of CHUNK units); each walks its direction's time order.
-The backward pass writes per-(b, direction, unit) bias-gradient partial sums, which the
+Work items are (block of sequences, direction, block of units), about one per thread (see
+``partition``); each walks its direction's time order with the steps outer and the sequences inner,
+so U, h and c_all stream through memory in order (the former item per sequence read U with a
+stride of a whole time step and ran 10-35% slower; docs/benchmarks.md). The backward pass writes per-(b, direction, unit) bias-gradient partial sums, which the
 caller reduces over b in a fixed order, so results are deterministic. The kernels use as many
 threads as torch does (torch.set_num_threads), so the two never oversubscribe the cores.
 """
@@ -27,7 +29,6 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from numba.core import types
 from numba.extending import intrinsic
 
-CHUNK = 128  # units per work item: enough to vectorise, small enough to balance threads
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no per-division checks
 f32 = np.float32
 
@@ -65,90 +66,97 @@ def _g(c, use_tanh):
     return f32(1.0) - f32(2.0) / (_exp(f32(2.0) * c) + f32(1.0)) if use_tanh else c
 
 
+@numba.njit(inline="always", **_JIT)
+def _block(item, B, D, d, n_bblocks, n_jblocks):
+    """Work item -> (b0, b1, direction, j0, j1): a block of sequences and of units; unit blocks start
+    at multiples of 16 floats (a cache line), so two threads never write one line."""
+    jb = item % n_jblocks
+    dr = (item // n_jblocks) % D
+    bb = item // (n_jblocks * D)
+    per = ((d + n_jblocks - 1) // n_jblocks + 15) // 16 * 16
+    j0 = min(d, jb * per)
+    return bb * B // n_bblocks, (bb + 1) * B // n_bblocks, dr, j0, min(d, j0 + per)
+
+
 @numba.njit(parallel=True, **_JIT)
-def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all):
+def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all, n_bblocks, n_jblocks):
     """h, c_all (L, B, D, d) are written; c_all keeps every step's state for backward.
     drop (B, D, d): the dropout mask on g(c) (ones when there is none)."""
     L, B, D, K, d = U.shape
-    n_chunks = (d + CHUNK - 1) // CHUNK
-    for item in numba.prange(B * D * n_chunks):
-        b = item // (D * n_chunks)
-        dr = (item // n_chunks) % D
-        j0 = (item % n_chunks) * CHUNK
-        j1 = min(d, j0 + CHUNK)
+    for item in numba.prange(n_bblocks * D * n_jblocks):
+        b0, b1, dr, j0, j1 = _block(item, B, D, d, n_bblocks, n_jblocks)
         bf, br = bias[dr, 0, j0:j1], bias[dr, 1, j0:j1]
-        dm = drop[b, dr, j0:j1]
-        c = c0[b, dr, j0:j1].copy()
+        c = c0[b0:b1, dr, j0:j1].copy()  # the block's state, (b1 - b0, j1 - j0)
         for i in range(L):
             t = i if dr == 0 else L - 1 - i
-            h_t, c_t = h[t, b, dr, j0:j1], c_all[t, b, dr, j0:j1]
-            if has_mask and mask[t, b] != 0:  # padding: carry c, output 0
-                h_t[:] = 0.0
-                c_t[:] = c
-                continue
-            # 1-D contiguous slices (not one 2-D view): that is what lets LLVM vectorise
-            u0, uf, ur = U[t, b, dr, 0, j0:j1], U[t, b, dr, 1, j0:j1], U[t, b, dr, 2, j0:j1]
-            x = U[t, b, dr, 3, j0:j1] if K == 4 else xh[t, b, dr, j0:j1]
-            for j in range(j1 - j0):
-                f = _sigmoid(uf[j] + bf[j])
-                r = _sigmoid(ur[j] + br[j])
-                cj = f * c[j] + (f32(1.0) - f) * u0[j]
-                h_t[j] = r * (_g(cj, use_tanh) * dm[j]) + (f32(1.0) - r) * x[j]
-                c_t[j] = cj
-                c[j] = cj
+            for b in range(b0, b1):  # time outer, sequences inner: U[t] is read in memory order
+                cb = c[b - b0]
+                h_t, c_t = h[t, b, dr, j0:j1], c_all[t, b, dr, j0:j1]
+                if has_mask and mask[t, b] != 0:  # padding: carry c, output 0
+                    h_t[:] = 0.0
+                    c_t[:] = cb
+                    continue
+                # 1-D contiguous slices (not one 2-D view): that is what lets LLVM vectorise
+                u0, uf, ur = U[t, b, dr, 0, j0:j1], U[t, b, dr, 1, j0:j1], U[t, b, dr, 2, j0:j1]
+                x = U[t, b, dr, 3, j0:j1] if K == 4 else xh[t, b, dr, j0:j1]
+                dm = drop[b, dr, j0:j1]
+                for j in range(j1 - j0):
+                    f = _sigmoid(uf[j] + bf[j])
+                    r = _sigmoid(ur[j] + br[j])
+                    cj = f * cb[j] + (f32(1.0) - f) * u0[j]
+                    h_t[j] = r * (_g(cj, use_tanh) * dm[j]) + (f32(1.0) - r) * x[j]
+                    c_t[j] = cj
+                    cb[j] = cj
 
 
 @numba.njit(parallel=True, **_JIT)
 def backward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, c_all, grad_h, grad_cn,
-             grad_U, grad_xh, grad_bias, grad_c0):
+             grad_U, grad_xh, grad_bias, grad_c0, n_bblocks, n_jblocks):
     """Writes grad_U (L, B, D, K, d), grad_xh (L, B, D, d; K == 3 only), grad_c0 (B, D, d)
     and grad_bias (B, D, 2, d): per-sequence partial sums of the bias gradient."""
     L, B, D, K, d = U.shape
-    n_chunks = (d + CHUNK - 1) // CHUNK
-    for item in numba.prange(B * D * n_chunks):
-        b = item // (D * n_chunks)
-        dr = (item // n_chunks) % D
-        j0 = (item % n_chunks) * CHUNK
-        j1 = min(d, j0 + CHUNK)
+    for item in numba.prange(n_bblocks * D * n_jblocks):
+        b0, b1, dr, j0, j1 = _block(item, B, D, d, n_bblocks, n_jblocks)
         bf, br = bias[dr, 0, j0:j1], bias[dr, 1, j0:j1]
-        dm = drop[b, dr, j0:j1]
-        dc = grad_cn[b, dr, j0:j1].copy()  # gradient reaching c_t from later steps
-        gbf = np.zeros_like(dc)
-        gbr = np.zeros_like(dc)
+        dc = grad_cn[b0:b1, dr, j0:j1].copy()  # gradient reaching c_t from later steps
+        for b in range(b0, b1):
+            grad_bias[b, dr, 0, j0:j1] = 0.0
+            grad_bias[b, dr, 1, j0:j1] = 0.0
         for i in range(L):
             t = L - 1 - i if dr == 0 else i  # the reverse of the forward order
-            g0, gf, gr = grad_U[t, b, dr, 0, j0:j1], grad_U[t, b, dr, 1, j0:j1], grad_U[t, b, dr, 2, j0:j1]
-            gx = grad_U[t, b, dr, 3, j0:j1] if K == 4 else grad_xh[t, b, dr, j0:j1]
-            if has_mask and mask[t, b] != 0:  # padding: dc passes through unchanged
-                g0[:] = 0.0
-                gf[:] = 0.0
-                gr[:] = 0.0
-                gx[:] = 0.0
-                continue
             first = (t == 0) if dr == 0 else (t == L - 1)
-            c_prev = c0[b, dr, j0:j1] if first else c_all[t - 1 if dr == 0 else t + 1, b, dr, j0:j1]
-            # 1-D contiguous slices (not one 2-D view): that is what lets LLVM vectorise
-            u0, uf, ur = U[t, b, dr, 0, j0:j1], U[t, b, dr, 1, j0:j1], U[t, b, dr, 2, j0:j1]
-            x = U[t, b, dr, 3, j0:j1] if K == 4 else xh[t, b, dr, j0:j1]
-            c_t, gh = c_all[t, b, dr, j0:j1], grad_h[t, b, dr, j0:j1]
-            for j in range(j1 - j0):
-                f = _sigmoid(uf[j] + bf[j])
-                r = _sigmoid(ur[j] + br[j])
-                g = _g(c_t[j], use_tanh)
-                dg = gh[j] * r * dm[j]
-                dct = dc[j] + (dg * (f32(1.0) - g * g) if use_tanh else dg)
-                g_f = dct * (c_prev[j] - u0[j]) * f * (f32(1.0) - f)
-                g_r = gh[j] * (g * dm[j] - x[j]) * r * (f32(1.0) - r)
-                g0[j] = dct * (f32(1.0) - f)
-                gf[j] = g_f
-                gr[j] = g_r
-                gx[j] = gh[j] * (f32(1.0) - r)
-                gbf[j] += g_f
-                gbr[j] += g_r
-                dc[j] = dct * f
-        grad_c0[b, dr, j0:j1] = dc
-        grad_bias[b, dr, 0, j0:j1] = gbf
-        grad_bias[b, dr, 1, j0:j1] = gbr
+            for b in range(b0, b1):
+                dcb = dc[b - b0]
+                g0, gf, gr = grad_U[t, b, dr, 0, j0:j1], grad_U[t, b, dr, 1, j0:j1], grad_U[t, b, dr, 2, j0:j1]
+                gx = grad_U[t, b, dr, 3, j0:j1] if K == 4 else grad_xh[t, b, dr, j0:j1]
+                if has_mask and mask[t, b] != 0:  # padding: dc passes through unchanged
+                    g0[:] = 0.0
+                    gf[:] = 0.0
+                    gr[:] = 0.0
+                    gx[:] = 0.0
+                    continue
+                c_prev = c0[b, dr, j0:j1] if first else c_all[t - 1 if dr == 0 else t + 1, b, dr, j0:j1]
+                # 1-D contiguous slices (not one 2-D view): that is what lets LLVM vectorise
+                u0, uf, ur = U[t, b, dr, 0, j0:j1], U[t, b, dr, 1, j0:j1], U[t, b, dr, 2, j0:j1]
+                x = U[t, b, dr, 3, j0:j1] if K == 4 else xh[t, b, dr, j0:j1]
+                c_t, gh, dm = c_all[t, b, dr, j0:j1], grad_h[t, b, dr, j0:j1], drop[b, dr, j0:j1]
+                gbf, gbr = grad_bias[b, dr, 0, j0:j1], grad_bias[b, dr, 1, j0:j1]
+                for j in range(j1 - j0):
+                    f = _sigmoid(uf[j] + bf[j])
+                    r = _sigmoid(ur[j] + br[j])
+                    g = _g(c_t[j], use_tanh)
+                    dg = gh[j] * r * dm[j]
+                    dct = dcb[j] + (dg * (f32(1.0) - g * g) if use_tanh else dg)
+                    g_f = dct * (c_prev[j] - u0[j]) * f * (f32(1.0) - f)
+                    g_r = gh[j] * (g * dm[j] - x[j]) * r * (f32(1.0) - r)
+                    g0[j] = dct * (f32(1.0) - f)
+                    gf[j] = g_f
+                    gr[j] = g_r
+                    gx[j] = gh[j] * (f32(1.0) - r)
+                    gbf[j] += g_f
+                    gbr[j] += g_r
+                    dcb[j] = dct * f
+        grad_c0[b0:b1, dr, j0:j1] = dc
 
 
 def _serial(kernel):
@@ -163,9 +171,31 @@ def _serial(kernel):
     return numba.njit(**_JIT)(copy)
 
 
-# The serial kernels are for small problems: waking numba's workers costs ~0.2 ms per launch, more right
-# after a torch op whose OpenMP threads still spin, which dwarfs the work of a (35, 1, 910) PTB
-# evaluation step or a tiny layer.
+# The serial kernels are for small problems, and on two threads for all but large ones. Waking numba's
+# workers costs ~0.2 ms per launch. And right after a torch op, torch's OpenMP workers keep spinning on
+# their cores for several ms (libgomp's default spin-wait): a numba worker sharing a core with one runs
+# at about half speed, and with static work items the main thread then waits for it. On two threads
+# that cancels the second thread until ~2M states, measured right after a GEMM (docs/benchmarks.md,
+# issue 20); with more threads the other workers still add speed, so the old threshold stays there
+# (not measured: this project's machines have two cores). OMP_WAIT_POLICY=PASSIVE removes the spin but
+# slows torch's own ops (nn.LSTM 1.2-2.3x at batch 32, measured), so we do not set it.
 forward_serial = _serial(forward)
 backward_serial = _serial(backward)
-SERIAL_BELOW = 1 << 16  # L * B * D * d: below this the serial kernels run (docs/benchmarks.md)
+SERIAL_BELOW = 1 << 16  # L * B * D * d: below this the serial kernels run
+SERIAL_BELOW_TWO_THREADS = 1 << 21  # the same on two threads
+
+
+def runs_serial(states, threads):
+    """Whether a problem of `states` = L * B * D * d runs the serial kernels on `threads` threads."""
+    return threads == 1 or states < (SERIAL_BELOW_TWO_THREADS if threads == 2 else SERIAL_BELOW)
+
+
+def partition(B, D, d, threads):
+    """(sequence blocks, unit blocks) for `threads` threads: one work item per thread where the problem
+    allows (items = blocks x D directions), sequences split first (whole rows stream best), units
+    when there are too few sequences (a batch-1 evaluation), in blocks of >= 64. Serial: (1, 1)."""
+    if threads <= 1:
+        return 1, 1
+    n_bblocks = min(B, max(1, threads // D))
+    n_jblocks = max(1, min(-(-threads // (n_bblocks * D)), d // 64))
+    return n_bblocks, n_jblocks

@@ -40,41 +40,51 @@ def _cpu_drop(drop, B, D, d):
 
 
 def _numba_threads():
-    """As many kernel threads as torch uses (torch.set_num_threads applies to both)."""
+    """As many kernel threads as torch uses (torch.set_num_threads applies to both); returns the count."""
     import numba
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    return threads
+
+
+def _cpu_kernel(name, states, B, D, d):
+    """The threaded or serial compilation of kernel `name` for a problem of `states` = L*B*D*d, and
+    its work partition."""
+    from . import cpu_kernels
+    threads = _numba_threads()
+    if cpu_kernels.runs_serial(states, threads):
+        return getattr(cpu_kernels, name + "_serial"), (1, 1)
+    return getattr(cpu_kernels, name), cpu_kernels.partition(B, D, d, threads)
 
 
 def _cpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
-    from . import cpu_kernels
-    _numba_threads()
     L, B, _ = U.shape
     h = torch.empty(L, B, D * d, dtype=torch.float32)
     c_all = torch.empty(L, B, D * d, dtype=torch.float32)
-    (cpu_kernels.forward if h.numel() >= cpu_kernels.SERIAL_BELOW else cpu_kernels.forward_serial)(
+    kernel, blocks = _cpu_kernel("forward", h.numel(), B, D, d)
+    kernel(
         U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
         bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
         _NO_MASK if mask is None else mask.numpy(), mask is not None, _cpu_drop(drop, B, D, d), use_tanh,
-        h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(L, B, D, d))
+        h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(L, B, D, d), *blocks)
     return h, c_all
 
 
 def _cpu_backward(U, xh, bias, c0, mask, drop, c_all, grad_h, grad_cn, d, D, K, use_tanh):
-    from . import cpu_kernels
-    _numba_threads()
     L, B, _ = U.shape
     grad_U = torch.empty_like(U)
     grad_xh = None if K == 4 else torch.empty_like(xh)
     grad_bias = torch.empty(B, D * 2 * d, dtype=torch.float32)
     grad_c0 = torch.empty(B, D * d, dtype=torch.float32)
-    (cpu_kernels.backward if grad_h.numel() >= cpu_kernels.SERIAL_BELOW else cpu_kernels.backward_serial)(
+    kernel, blocks = _cpu_kernel("backward", grad_h.numel(), B, D, d)
+    kernel(
         U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
         bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
         _NO_MASK if mask is None else mask.numpy(), mask is not None, _cpu_drop(drop, B, D, d), use_tanh,
         c_all.numpy().reshape(L, B, D, d), grad_h.numpy().reshape(L, B, D, d),
         grad_cn.numpy().reshape(B, D, d), grad_U.numpy().reshape(L, B, D, K, d),
         _NO_X if grad_xh is None else grad_xh.numpy().reshape(L, B, D, d),
-        grad_bias.numpy().reshape(B, D, 2, d), grad_c0.numpy().reshape(B, D, d))
+        grad_bias.numpy().reshape(B, D, 2, d), grad_c0.numpy().reshape(B, D, d), *blocks)
     return grad_U, grad_xh, grad_bias, grad_c0
 
 

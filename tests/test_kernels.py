@@ -76,9 +76,33 @@ def check_backend(backend, device, dtype, rel, case, seed, with_drop=False, use=
 def test_cpu_kernel_matches_reference(case, threads, monkeypatch):
     """Both compilations of the CPU kernels: the threaded one and the serial one small problems get."""
     from sru import cpu_kernels
-    monkeypatch.setattr(cpu_kernels, "SERIAL_BELOW", 0 if threads == "parallel" else 1 << 62)
+    monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads_: threads == "serial")
     seed = torch.seed() % 2**31  # fresh inputs each run; the seed is in the failure message
     check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed)
+
+
+@pytest.mark.parametrize("blocks", [(2, 1), (1, 3), (3, 2), (5, 4)])
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[4], CASES[6]])
+def test_cpu_kernel_work_partitions(case, blocks, monkeypatch):
+    """The threaded kernels under other splits into (sequence block, direction, unit block) items than
+    this machine's: more blocks than sequences or units (empty items), unit blocks cut mid-row."""
+    from sru import cpu_kernels, ops
+    monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads: False)
+    monkeypatch.setattr(cpu_kernels, "partition", lambda B, D, d, threads: blocks)
+    seed = torch.seed() % 2**31
+    check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed, with_drop=True)
+
+
+@pytest.mark.parametrize(("B", "D", "d", "threads"), [(32, 1, 256, 2), (1, 1, 910, 2), (1, 2, 910, 2), (3, 2, 8, 16),
+                                                      (64, 2, 1024, 8), (5, 1, 40, 1)])
+def test_cpu_partition_gives_each_thread_work(B, D, d, threads):
+    from sru.cpu_kernels import partition
+    n_bblocks, n_jblocks = partition(B, D, d, threads)
+    assert 1 <= n_bblocks <= B and 1 <= n_jblocks and (n_jblocks == 1 or d // n_jblocks >= 64)
+    items = n_bblocks * D * n_jblocks
+    assert items == 1 if threads == 1 and D == 1 else items <= max(threads, D), (n_bblocks, n_jblocks)
+    if threads > 1 and (B * D >= threads or d >= 64 * threads):
+        assert items >= min(threads, B * D * max(1, d // 64)), (n_bblocks, n_jblocks)
 
 
 @pytest.mark.parametrize("case", CASES[:5] + [MULTI_BLOCK])
@@ -144,8 +168,8 @@ def test_threaded_and_serial_cpu_kernels_are_cached_apart(tmp_path):
         import torch
         from sru import cpu_kernels, ops
         U, x, bias, c0 = torch.randn(2, 1, 24), torch.randn(2, 1, 8), torch.zeros(16), torch.zeros(1, 8)
-        for below in (1 << 62, 0):  # serial first: the order that used to leave the threaded forward serial
-            cpu_kernels.SERIAL_BELOW = below
+        for serial in (True, False):  # serial first: the order that used to leave the threaded forward serial
+            cpu_kernels.runs_serial = lambda states, threads: serial
             h, c_all = ops._cpu_forward(U, x, bias, c0, None, None, 8, 1, 3, True)
             ops._cpu_backward(U, x, bias, c0, None, None, c_all, torch.ones_like(h), c0, 8, 1, 3, True)
     """
