@@ -79,9 +79,9 @@ def _block(item, B, D, d, n_bblocks, n_jblocks):
 
 
 @numba.njit(parallel=True, **_JIT)
-def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all, n_bblocks, n_jblocks):
-    """h, c_all (L, B, D, d) are written; c_all keeps every step's state for backward.
-    drop (B, D, d): the dropout mask on g(c) (ones when there is none)."""
+def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all, c_n, n_bblocks, n_jblocks):
+    """h, c_all (L, B, D, d) and c_n (B, D, d) are written; c_all keeps every step's state for backward,
+    c_n each direction's last. drop (B, D, d): the dropout mask on g(c) (ones when there is none)."""
     L, B, D, K, d = U.shape
     for item in numba.prange(n_bblocks * D * n_jblocks):
         b0, b1, dr, j0, j1 = _block(item, B, D, d, n_bblocks, n_jblocks)
@@ -107,6 +107,7 @@ def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all, n_bblocks
                     h_t[j] = r * (_g(cj, use_tanh) * dm[j]) + (f32(1.0) - r) * x[j]
                     c_t[j] = cj
                     cb[j] = cj
+        c_n[b0:b1, dr, j0:j1] = c
 
 
 @numba.njit(parallel=True, **_JIT)

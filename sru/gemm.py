@@ -119,6 +119,14 @@ def matmul(x, weight):
     return x @ weight
 
 
+def mm(a, b):
+    """a @ b for 2-D a (N, in) and b (in, out), routed as ``matmul`` but outside autograd (for code that
+    writes its own backward, such as the SRU layer's single autograd node)."""
+    if _takes_route(a, b):
+        return _onednn_op()(a, b.t(), None, "none", [], "")
+    return a @ b
+
+
 class OneDNNLinear(nn.Linear):
     """nn.Linear whose forward goes through ``linear``: same parameters, same state_dict."""
 

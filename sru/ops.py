@@ -5,12 +5,14 @@
 bidirectional, use_tanh) -> (h, c_n). The fused backends are ``torch.library`` custom ops
 with a fake (meta) implementation and a registered autograd formula, so ``torch.compile``
 traces models that use them without graph breaks; in eager mode the same forward and backward
-run from a plain ``autograd.Function``, which skips the custom op's dispatch cost.
+run from a plain ``autograd.Function``, which skips the custom op's dispatch cost, and ``layer``
+runs a whole SRUCell call (its GEMM and the recurrence) as one such node.
 
 Each fused op returns (h, c_n, c_all); c_all (every step's fp32 state) is saved for the
 backward kernel and is not differentiable: the public wrapper returns only (h, c_n).
 """
 import os
+import threading
 from typing import Optional
 
 import numpy as np
@@ -34,16 +36,30 @@ _NO_X = np.zeros((1, 1, 1, 1), np.float32)  # stand-ins keep numba's argument ty
 _NO_MASK = np.zeros((1, 1), np.uint8)
 
 
+_ONES = [np.ones(0, np.float32)]  # a read-only buffer of ones, grown as needed: no allocation per call
+
+
 def _cpu_drop(drop, B, D, d):
     """The dropout mask as numba reads it: (B, D, d), ones when there is no dropout."""
-    return np.ones((B, D, d), np.float32) if drop is None else drop.numpy().reshape(B, D, d)
+    if drop is not None:
+        return drop.numpy().reshape(B, D, d)
+    if _ONES[0].size < B * D * d:
+        ones = np.ones(B * D * d, np.float32)
+        ones.flags.writeable = False
+        _ONES[0] = ones
+    return _ONES[0][:B * D * d].reshape(B, D, d)
+
+
+_THREADS = threading.local()  # numba's thread count is per calling thread; set it only when it changes
 
 
 def _numba_threads():
     """As many kernel threads as torch uses (torch.set_num_threads applies to both); returns the count."""
     import numba
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
+    if getattr(_THREADS, "count", None) != threads:
+        numba.set_num_threads(threads)
+        _THREADS.count = threads
     return threads
 
 
@@ -61,13 +77,14 @@ def _cpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
     L, B, _ = U.shape
     h = torch.empty(L, B, D * d, dtype=torch.float32)
     c_all = torch.empty(L, B, D * d, dtype=torch.float32)
+    c_n = torch.empty(B, D * d, dtype=torch.float32)
     kernel, blocks = _cpu_kernel("forward", h.numel(), B, D, d)
     kernel(
         U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
         bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
         _NO_MASK if mask is None else mask.numpy(), mask is not None, _cpu_drop(drop, B, D, d), use_tanh,
-        h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(L, B, D, d), *blocks)
-    return h, c_all
+        h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(L, B, D, d), c_n.numpy().reshape(B, D, d), *blocks)
+    return h, c_all, c_n
 
 
 def _cpu_backward(U, xh, bias, c0, mask, drop, c_all, grad_h, grad_cn, d, D, K, use_tanh):
@@ -88,9 +105,10 @@ def _cpu_backward(U, xh, bias, c0, mask, drop, c_all, grad_h, grad_cn, d, D, K, 
     return grad_U, grad_xh, grad_bias, grad_c0
 
 
-def _gpu_forward(*args):
+def _gpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
     from . import triton_kernels
-    return triton_kernels.forward(*args)
+    h, c_all = triton_kernels.forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh)
+    return h, c_all, _last_state(c_all, U.shape[0], U.shape[1], D, d)
 
 
 def _gpu_backward(*args):
@@ -107,8 +125,8 @@ def _last_state(c_all, L, B, D, d):
 
 def _run_forward(forward_impl, U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
     L, B, D, K = _dims(U, hidden_size, bidirectional)
-    h, c_all = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh)
-    return h, _last_state(c_all, L, B, D, hidden_size).to(c0.dtype), c_all
+    h, c_all, c_n = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh)
+    return h, c_n if c_n.dtype == c0.dtype else c_n.to(c0.dtype), c_all
 
 
 def _run_backward(backward_impl, U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size,
@@ -117,7 +135,9 @@ def _run_backward(backward_impl, U, x, bias, c0, mask, drop, c_all, grad_h, grad
     grad_U, grad_x, grad_bias, grad_c0 = backward_impl(
         U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
     # deterministic reduction of the per-sequence partial sums, in a fixed order
-    return grad_U, grad_x, grad_bias.sum(0).to(bias.dtype), grad_c0.to(c0.dtype)
+    grad_bias = grad_bias.sum(0)
+    return (grad_U, grad_x, grad_bias if grad_bias.dtype == bias.dtype else grad_bias.to(bias.dtype),
+            grad_c0 if grad_c0.dtype == c0.dtype else grad_c0.to(c0.dtype))
 
 
 def _backward_inputs(U, c0, grad_h, grad_cn):
@@ -194,6 +214,56 @@ class _EagerRecurrence(torch.autograd.Function):
             backward_impl, U, x, bias, c0, mask, drop, c_all, *_backward_inputs(U, c0, grad_h, grad_cn),
             hidden_size, bidirectional, use_tanh)
         return None, grad_U, grad_x, grad_bias, grad_c0, None, None, None, None, None
+
+
+class _EagerLayer(torch.autograd.Function):
+    """A whole SRU layer call, U = x W and the fused recurrence, as one autograd node (eager mode, no
+    autocast): one node fewer than the GEMM and the recurrence apart, ~40 us of a tiny layer's ~220 us
+    fwd+bwd on the CPU (docs/benchmarks.md, issue 20). The GEMMs take sru.gemm's route, as SRUCell's
+    own matmul does: forward and input gradient on oneDNN where it is faster, weight gradient on MKL."""
+
+    @staticmethod
+    def forward(ctx, impls, inp, weight, xh, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
+        from .gemm import mm
+        L, B, _ = inp.shape
+        x2 = inp.reshape(L * B, inp.shape[2])
+        U = mm(x2, weight).view(L, B, weight.shape[1])
+        h, c_n, c_all = _run_forward(impls[0], U, xh, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh)
+        ctx.save_for_backward(x2, weight, U, xh, bias, c0, mask, drop, c_all)
+        ctx.args = (impls[1], hidden_size, bidirectional, use_tanh)
+        ctx.set_materialize_grads(False)
+        return h, c_n
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_cn):
+        from .gemm import mm
+        x2, weight, U, xh, bias, c0, mask, drop, c_all = ctx.saved_tensors
+        backward_impl, hidden_size, bidirectional, use_tanh = ctx.args
+        grad_U, grad_xh, grad_bias, grad_c0 = _run_backward(
+            backward_impl, U, xh, bias, c0, mask, drop, c_all, *_backward_inputs(U, c0, grad_h, grad_cn),
+            hidden_size, bidirectional, use_tanh)
+        L, B, _ = U.shape
+        gU = grad_U.view(L * B, grad_U.shape[2])
+        grad_inp = mm(gU, weight.t()).view(L, B, x2.shape[1]) if ctx.needs_input_grad[1] else None
+        grad_weight = x2.t() @ gU if ctx.needs_input_grad[2] else None  # a reduction over rows: MKL
+        return None, grad_inp, grad_weight, grad_xh, grad_bias, grad_c0, None, None, None, None, None
+
+
+def fuses_layer(backend, x):
+    """Whether SRUCell runs its GEMM and recurrence as one node (``layer``) for input x with `backend`:
+    eager mode, a fused backend, a non-empty batch. Under torch.compile the custom ops run instead."""
+    return (not torch.compiler.is_compiling() and x.shape[1] > 0
+            and resolve_backend(backend, x.device, x.dtype) in _IMPLS)
+
+
+def layer(inp, weight, xh, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, backend, drop=None):
+    """h, c_n of one SRU layer: the recurrence over U = inp @ weight, in one autograd node (see
+    ``_EagerLayer``); the caller (SRUCell) has checked the shapes and ``fuses_layer``."""
+    backend = resolve_backend(backend, inp.device, inp.dtype)
+    mask = None if mask_pad is None else mask_pad.to(torch.uint8).contiguous()
+    return _EagerLayer.apply(_IMPLS[backend], inp, weight, None if xh is None else xh.contiguous(),
+                             bias.contiguous(), c0.contiguous(), mask, None if drop is None else drop.contiguous(),
+                             hidden_size, bidirectional, use_tanh)
 
 
 _cpu_op = _define_op("cpu", _cpu_forward, _cpu_backward)

@@ -46,11 +46,11 @@ def parts(L, B, d):
     xh = torch.randn(L, B, d)
     bias, c0 = torch.zeros(2 * d, requires_grad=True), torch.zeros(B, d)
     grad_h, grad_cn = torch.ones(L, B, d), torch.zeros(B, d)
-    h, c_all = ops._cpu_forward(U.detach(), xh, bias.detach(), c0, None, None, d, 1, 3, True)
+    h, c_all, c_n = ops._cpu_forward(U.detach(), xh, bias.detach(), c0, None, None, d, 1, 3, True)
     Un = U.detach().numpy().reshape(L, B, 1, 3, d)
     views = (Un, xh.numpy().reshape(L, B, 1, d), bias.detach().numpy().reshape(1, 2, d), c0.numpy().reshape(B, 1, d),
              ops._NO_MASK, False, np.ones((B, 1, d), np.float32), True, h.numpy().reshape(L, B, 1, d),
-             c_all.numpy().reshape(L, B, 1, d), 1, 1)
+             c_all.numpy().reshape(L, B, 1, d), c_n.numpy().reshape(B, 1, d), 1, 1)
 
     def cell_fwd_bwd():
         h, c = cell(x)
@@ -90,7 +90,6 @@ def parts(L, B, d):
         ("  CPU backward: views + kernel (ops._cpu_backward)",
          lambda: ops._cpu_backward(U.detach(), xh, bias.detach(), c0, None, None, c_all, grad_h, grad_cn,
                                    d, 1, 3, True)),
-        ("  c_n from c_all (ops._last_state)", lambda: ops._last_state(c_all, L, B, 1, d)),
         ("  numba thread count (ops._numba_threads)", ops._numba_threads),
         ("  one tensor.numpy().reshape()", lambda: U.detach().numpy().reshape(L, B, 1, 3, d)),
     ]

@@ -170,7 +170,7 @@ def test_threaded_and_serial_cpu_kernels_are_cached_apart(tmp_path):
         U, x, bias, c0 = torch.randn(2, 1, 24), torch.randn(2, 1, 8), torch.zeros(16), torch.zeros(1, 8)
         for serial in (True, False):  # serial first: the order that used to leave the threaded forward serial
             cpu_kernels.runs_serial = lambda states, threads: serial
-            h, c_all = ops._cpu_forward(U, x, bias, c0, None, None, 8, 1, 3, True)
+            h, c_all, _ = ops._cpu_forward(U, x, bias, c0, None, None, 8, 1, 3, True)
             ops._cpu_backward(U, x, bias, c0, None, None, c_all, torch.ones_like(h), c0, 8, 1, 3, True)
     """
     subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)), check=True,

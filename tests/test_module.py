@@ -265,3 +265,32 @@ def test_cpu_kernels_follow_torch_thread_count():
     rnn(torch.randn(4, 2, 8))
     assert numba.get_num_threads() == min(before, numba.config.NUMBA_NUM_THREADS)
     assert numba.threading_layer() == "workqueue" or "NUMBA_THREADING_LAYER" in __import__("os").environ
+
+
+@pytest.mark.parametrize("input_size", [6, 5])  # k = 3 (the highway adds x) and k = 4 (a projection)
+@pytest.mark.parametrize("frozen", [False, True])
+def test_an_eager_layer_call_is_one_autograd_node_and_equals_the_reference(input_size, frozen):
+    """In eager mode a fused SRUCell runs U = x W and the recurrence as one autograd node (ops._EagerLayer);
+    it gives the reference's outputs and gradients, from a non-contiguous (batch-first) input, and with
+    frozen weights and an input that needs no gradient (the node then skips both GEMMs; the biases train)."""
+    seed = torch.seed() % 2**31
+    torch.manual_seed(seed)
+    ref = SRU(input_size, 3, num_layers=2, bidirectional=True, batch_first=True, backend="reference")
+    fused = SRU(input_size, 3, num_layers=2, bidirectional=True, batch_first=True, backend="cpu")
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 7, input_size)
+    mask = torch.zeros(4, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    results = []
+    for model in (ref, fused):
+        for layer in model.layers:
+            layer.weight.requires_grad_(not frozen)
+        xi = x.clone().requires_grad_(not frozen)
+        out, c_n = model(xi, mask_pad=mask)
+        if model is fused:
+            assert type(out.grad_fn).__name__ == "TransposeBackward0"  # batch_first
+            assert type(out.grad_fn.next_functions[0][0]).__name__ == "_EagerLayerBackward", seed
+        leaves = [t for t in (xi, *model.parameters()) if t.requires_grad]
+        results.append([out, c_n, *torch.autograd.grad(out.pow(2).sum() + c_n.sum(), leaves)])
+    for got, want in zip(results[1], results[0]):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), f"seed {seed}"
