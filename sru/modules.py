@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .gemm import matmul
-from .ops import check_backend_available, fuses_layer, layer, recurrence, resolve_backend
+from .ops import check_backend_available, recurrence, resolve_backend
 
 
 def _check_prob(name, p):
@@ -89,14 +89,11 @@ class SRUCell(nn.Module):
         x = input
         if self.training and self.rnn_dropout > 0:
             x = x * _sequence_mask(self.rnn_dropout, (1, B, self.input_size), input)
+        U = matmul(x.reshape(L * B, self.input_size), self.weight).view(L, B, self.weight.shape[1])  # autocast: its dtype
         xh = input if self.k == 3 else None
         drop = None
         if self.training and self.dropout > 0:  # one mask per sequence, on g(c) (see the docstring)
-            drop = _sequence_mask(self.dropout, (B, self.output_size), input, torch.float32 if amp else input.dtype)
-        if amp is None and fuses_layer(self.backend, input):  # the GEMM and the recurrence in one autograd node
-            return layer(x, self.weight, xh, self.bias, c0, mask_pad, self.hidden_size, self.bidirectional,
-                         self.use_tanh, self.backend, drop=drop)
-        U = matmul(x.reshape(L * B, self.input_size), self.weight).view(L, B, self.weight.shape[1])  # autocast: its dtype
+            drop = _sequence_mask(self.dropout, (B, self.output_size), U, torch.float32 if amp else U.dtype)
         if amp is None:
             return recurrence(U, xh, self.bias, c0, mask_pad, self.hidden_size, self.bidirectional,
                               self.use_tanh, self.backend, drop=drop)

@@ -5,8 +5,7 @@
 bidirectional, use_tanh) -> (h, c_n). The fused backends are ``torch.library`` custom ops
 with a fake (meta) implementation and a registered autograd formula, so ``torch.compile``
 traces models that use them without graph breaks; in eager mode the same forward and backward
-run from a plain ``autograd.Function``, which skips the custom op's dispatch cost, and ``layer``
-runs a whole SRUCell call (its GEMM and the recurrence) as one such node.
+run from a plain ``autograd.Function``, which skips the custom op's dispatch cost.
 
 Each fused op returns (h, c_n, c_all); c_all (every step's fp32 state) is saved for the
 backward kernel and is not differentiable: the public wrapper returns only (h, c_n).
@@ -214,56 +213,6 @@ class _EagerRecurrence(torch.autograd.Function):
             backward_impl, U, x, bias, c0, mask, drop, c_all, *_backward_inputs(U, c0, grad_h, grad_cn),
             hidden_size, bidirectional, use_tanh)
         return None, grad_U, grad_x, grad_bias, grad_c0, None, None, None, None, None
-
-
-class _EagerLayer(torch.autograd.Function):
-    """A whole SRU layer call, U = x W and the fused recurrence, as one autograd node (eager mode, no
-    autocast): one node fewer than the GEMM and the recurrence apart, ~40 us of a tiny layer's ~220 us
-    fwd+bwd on the CPU (docs/benchmarks.md, issue 20). The GEMMs take sru.gemm's route, as SRUCell's
-    own matmul does: forward and input gradient on oneDNN where it is faster, weight gradient on MKL."""
-
-    @staticmethod
-    def forward(ctx, impls, inp, weight, xh, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
-        from .gemm import mm
-        L, B, _ = inp.shape
-        x2 = inp.reshape(L * B, inp.shape[2])
-        U = mm(x2, weight).view(L, B, weight.shape[1])
-        h, c_n, c_all = _run_forward(impls[0], U, xh, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh)
-        ctx.save_for_backward(x2, weight, U, xh, bias, c0, mask, drop, c_all)
-        ctx.args = (impls[1], hidden_size, bidirectional, use_tanh)
-        ctx.set_materialize_grads(False)
-        return h, c_n
-
-    @staticmethod
-    def backward(ctx, grad_h, grad_cn):
-        from .gemm import mm
-        x2, weight, U, xh, bias, c0, mask, drop, c_all = ctx.saved_tensors
-        backward_impl, hidden_size, bidirectional, use_tanh = ctx.args
-        grad_U, grad_xh, grad_bias, grad_c0 = _run_backward(
-            backward_impl, U, xh, bias, c0, mask, drop, c_all, *_backward_inputs(U, c0, grad_h, grad_cn),
-            hidden_size, bidirectional, use_tanh)
-        L, B, _ = U.shape
-        gU = grad_U.view(L * B, grad_U.shape[2])
-        grad_inp = mm(gU, weight.t()).view(L, B, x2.shape[1]) if ctx.needs_input_grad[1] else None
-        grad_weight = x2.t() @ gU if ctx.needs_input_grad[2] else None  # a reduction over rows: MKL
-        return None, grad_inp, grad_weight, grad_xh, grad_bias, grad_c0, None, None, None, None, None
-
-
-def fuses_layer(backend, x):
-    """Whether SRUCell runs its GEMM and recurrence as one node (``layer``) for input x with `backend`:
-    eager mode, a fused backend, a non-empty batch. Under torch.compile the custom ops run instead."""
-    return (not torch.compiler.is_compiling() and x.shape[1] > 0
-            and resolve_backend(backend, x.device, x.dtype) in _IMPLS)
-
-
-def layer(inp, weight, xh, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, backend, drop=None):
-    """h, c_n of one SRU layer: the recurrence over U = inp @ weight, in one autograd node (see
-    ``_EagerLayer``); the caller (SRUCell) has checked the shapes and ``fuses_layer``."""
-    backend = resolve_backend(backend, inp.device, inp.dtype)
-    mask = None if mask_pad is None else mask_pad.to(torch.uint8).contiguous()
-    return _EagerLayer.apply(_IMPLS[backend], inp, weight, None if xh is None else xh.contiguous(),
-                             bias.contiguous(), c0.contiguous(), mask, None if drop is None else drop.contiguous(),
-                             hidden_size, bidirectional, use_tanh)
 
 
 _cpu_op = _define_op("cpu", _cpu_forward, _cpu_backward)

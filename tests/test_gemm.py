@@ -87,6 +87,27 @@ def test_routed_linear_keeps_parameters_state_dict_and_outputs():
     torch.testing.assert_close(model(x), plain(x), rtol=1e-5, atol=1e-6)
 
 
+@onednn_only
+@pytest.mark.parametrize("rows, inp, out", [(1, 1, 1), (7, 13, 5), (64, 96, 257)])
+def test_matmul_matches_float64_and_keeps_the_weight_gradient_in_its_layout(rows, inp, out, every_size_on_onednn):
+    """gemm.matmul (the SRU's x @ W, W (in, out)) on the oneDNN route: exact fp32 outputs and gradients, the
+    route actually taken, and W's gradient in W's own layout (a transposed one is copied on accumulation)."""
+    seed = torch.seed() % 2**31
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, inp, generator=g, requires_grad=True)
+    weight = torch.randn(inp, out, generator=g, requires_grad=True)
+    arriving = []  # the gradient as the backward hands it over, before autograd's accumulation copies it
+    weight.register_hook(lambda grad: arriving.append(grad.stride()))
+    y = gemm.matmul(x, weight)
+    assert type(y.grad_fn).__name__ == "_OneDNNMatmulBackward"
+    grad_y = torch.randn(y.shape, generator=g)
+    y.backward(grad_y)
+    want = _grads_f64(x, weight.t(), None, grad_y)
+    for name, got, ref in zip(("y", "grad x", "grad weight"), (y, x.grad, weight.grad), want):
+        assert_close_scaled(got, ref.t() if name == "grad weight" else ref, 1e-5, f"{name} (seed {seed})")
+    assert arriving == [weight.stride()], seed
+
+
 def test_the_sru_gemm_is_the_same_product_on_either_route(monkeypatch, every_size_on_onednn):
     """The default route and PyTorch's own matmul (SRU_CPU_GEMM=mkl) give the same layer outputs and
     gradients, to fp32 rounding."""

@@ -269,10 +269,10 @@ def test_cpu_kernels_follow_torch_thread_count():
 
 @pytest.mark.parametrize("input_size", [6, 5])  # k = 3 (the highway adds x) and k = 4 (a projection)
 @pytest.mark.parametrize("frozen", [False, True])
-def test_an_eager_layer_call_is_one_autograd_node_and_equals_the_reference(input_size, frozen):
-    """In eager mode a fused SRUCell runs U = x W and the recurrence as one autograd node (ops._EagerLayer);
-    it gives the reference's outputs and gradients, from a non-contiguous (batch-first) input, and with
-    frozen weights and an input that needs no gradient (the node then skips both GEMMs; the biases train)."""
+def test_the_fused_layer_equals_the_reference_with_frozen_weights_and_batch_first(input_size, frozen):
+    """The fused SRU gives the reference's outputs and gradients from a non-contiguous (batch-first)
+    input, also with frozen weights and an input that needs no gradient (the GEMM's backward then skips
+    both products; the biases train)."""
     seed = torch.seed() % 2**31
     torch.manual_seed(seed)
     ref = SRU(input_size, 3, num_layers=2, bidirectional=True, batch_first=True, backend="reference")
@@ -287,10 +287,8 @@ def test_an_eager_layer_call_is_one_autograd_node_and_equals_the_reference(input
             layer.weight.requires_grad_(not frozen)
         xi = x.clone().requires_grad_(not frozen)
         out, c_n = model(xi, mask_pad=mask)
-        if model is fused:
-            assert type(out.grad_fn).__name__ == "TransposeBackward0"  # batch_first
-            assert type(out.grad_fn.next_functions[0][0]).__name__ == "_EagerLayerBackward", seed
         leaves = [t for t in (xi, *model.parameters()) if t.requires_grad]
         results.append([out, c_n, *torch.autograd.grad(out.pow(2).sum() + c_n.sum(), leaves)])
     for got, want in zip(results[1], results[0]):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), f"seed {seed}"
+
