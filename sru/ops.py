@@ -72,17 +72,18 @@ def _cpu_kernel(name, states, B, D, d):
     return getattr(cpu_kernels, name), cpu_kernels.partition(B, D, d, threads)
 
 
-def _cpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
+def _cpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh, keep_c=True):
     L, B, _ = U.shape
     h = torch.empty(L, B, D * d, dtype=torch.float32)
-    c_all = torch.empty(L, B, D * d, dtype=torch.float32)
+    c_all = torch.empty(L if keep_c else 1, B, D * d, dtype=torch.float32)
     c_n = torch.empty(B, D * d, dtype=torch.float32)
     kernel, blocks = _cpu_kernel("forward", h.numel(), B, D, d)
     kernel(
         U.numpy().reshape(L, B, D, K, d), _NO_X if xh is None else xh.numpy().reshape(L, B, D, d),
         bias.numpy().reshape(D, 2, d), c0.numpy().reshape(B, D, d),
         _NO_MASK if mask is None else mask.numpy(), mask is not None, _cpu_drop(drop, B, D, d), use_tanh,
-        h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(L, B, D, d), c_n.numpy().reshape(B, D, d), *blocks)
+        h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(-1, B, D, d), c_n.numpy().reshape(B, D, d), keep_c,
+        *blocks)
     return h, c_all, c_n
 
 
@@ -104,7 +105,7 @@ def _cpu_backward(U, xh, bias, c0, mask, drop, c_all, grad_h, grad_cn, d, D, K, 
     return grad_U, grad_xh, grad_bias, grad_c0
 
 
-def _gpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh):
+def _gpu_forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh, keep_c=True):
     from . import triton_kernels
     h, c_all = triton_kernels.forward(U, xh, bias, c0, mask, drop, d, D, K, use_tanh)
     return h, c_all, _last_state(c_all, U.shape[0], U.shape[1], D, d)
@@ -122,9 +123,10 @@ def _last_state(c_all, L, B, D, d):
     return torch.stack([c[L - 1 if dr == 0 else 0, :, dr] for dr in range(D)], dim=1).view(B, D * d)
 
 
-def _run_forward(forward_impl, U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh):
+def _run_forward(forward_impl, U, x, bias, c0, mask, drop, hidden_size, bidirectional, use_tanh, keep_c=True):
+    """h, c_n and, with keep_c, c_all (every step's state, for backward)."""
     L, B, D, K = _dims(U, hidden_size, bidirectional)
-    h, c_all, c_n = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh)
+    h, c_all, c_n = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh, keep_c)
     return h, c_n if c_n.dtype == c0.dtype else c_n.to(c0.dtype), c_all
 
 
@@ -308,5 +310,9 @@ def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, b
             None if drop is None else drop.contiguous(), hidden_size, bidirectional, use_tanh)
     if torch.compiler.is_compiling():
         h, c_n, _ = (_cpu_op if backend == "cpu" else _gpu_op)(*args)
+        return h, c_n
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (U, x, bias, c0))):
+        # no gradient wanted (evaluation): no autograd node, and the CPU kernel keeps no per-step state
+        h, c_n, _ = _run_forward(_IMPLS[backend][0], *args, keep_c=False)
         return h, c_n
     return _EagerRecurrence.apply(_IMPLS[backend], *args)

@@ -50,7 +50,7 @@ def parts(L, B, d):
     Un = U.detach().numpy().reshape(L, B, 1, 3, d)
     views = (Un, xh.numpy().reshape(L, B, 1, d), bias.detach().numpy().reshape(1, 2, d), c0.numpy().reshape(B, 1, d),
              ops._NO_MASK, False, np.ones((B, 1, d), np.float32), True, h.numpy().reshape(L, B, 1, d),
-             c_all.numpy().reshape(L, B, 1, d), c_n.numpy().reshape(B, 1, d), 1, 1)
+             c_all.numpy().reshape(L, B, 1, d), c_n.numpy().reshape(B, 1, d), True, 1, 1)
 
     def cell_fwd_bwd():
         h, c = cell(x)

@@ -81,6 +81,26 @@ def test_cpu_kernel_matches_reference(case, threads, monkeypatch):
     check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed)
 
 
+@pytest.mark.parametrize("threads", ["parallel", "serial"])
+@pytest.mark.parametrize("case", CASES)
+def test_cpu_kernel_without_gradients_matches_reference(case, threads, monkeypatch):
+    """Under no_grad (evaluation) the CPU forward keeps no per-step state and builds no autograd node:
+    the same h and c_n, with dropout, padding and both directions."""
+    from sru import cpu_kernels
+    monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads_: threads == "serial")
+    seed = torch.seed() % 2**31
+    L, B, d, bidirectional, k, use_tanh, with_mask, with_c0 = case
+    U, x, bias, c0, mask, drop = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, torch.float32, "cpu",
+                                             seed, with_drop=True)
+    with torch.no_grad():
+        h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend="cpu", drop=drop)
+    assert h.grad_fn is None and c_n.grad_fn is None
+    want = run_and_grad("reference", (U, x, bias, c0, mask, drop), d, bidirectional, use_tanh, seed,
+                        ref_dtype=torch.float64)
+    assert_close_scaled(h, want["h"], 1e-5, f"no_grad h {case} (seed {seed})")
+    assert_close_scaled(c_n, want["c_n"], 1e-5, f"no_grad c_n {case} (seed {seed})")
+
+
 @pytest.mark.parametrize("blocks", [(2, 1), (1, 3), (3, 2), (5, 4)])
 @pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[4], CASES[6]])
 def test_cpu_kernel_work_partitions(case, blocks, monkeypatch):
