@@ -11,8 +11,9 @@ Arrays use the layout documented in ``sru.reference``: U (L, B, D, k, d), the re
 Work items are (block of sequences, direction, block of units), about one per thread (see
 ``partition``); each walks its direction's time order with the steps outer and the sequences inner,
 so U, h and c_all stream through memory in order (the former item per sequence read U with a
-stride of a whole time step and ran 10-35% slower; docs/benchmarks.md). The backward pass writes per-(b, direction, unit) bias-gradient partial sums, which the
-caller reduces over b in a fixed order, so results are deterministic. The kernels use as many
+stride of a whole time step and ran 10-35% slower; docs/benchmarks.md). The backward pass writes
+per-(b, direction, unit) bias-gradient partial sums, which the caller reduces over b in a fixed
+order, so results are deterministic. The kernels use as many
 threads as torch does (torch.set_num_threads), so the two never oversubscribe the cores.
 """
 import os
@@ -183,7 +184,7 @@ def _serial(kernel):
 # that cancels the second thread until ~2M states, measured right after a GEMM (docs/benchmarks.md,
 # issue 20); with more threads the other workers still add speed, so the old threshold stays there
 # (not measured: this project's machines have two cores). OMP_WAIT_POLICY=PASSIVE removes the spin but
-# slows torch's own ops (nn.LSTM 1.2-2.3x at batch 32, measured), so we do not set it.
+# slows torch's own ops (nn.LSTM fwd+bwd up to 2.5x at batch 32, measured), so we do not set it.
 forward_serial = _serial(forward)
 backward_serial = _serial(backward)
 SERIAL_BELOW = 1 << 16  # L * B * D * d: below this the serial kernels run

@@ -114,8 +114,8 @@ def linear(x, weight, bias=None):
 
 class _OneDNNMatmul(torch.autograd.Function):
     """x @ weight for weight (in, out): _OneDNNLinear's products, with the weight gradient computed in the
-    weight's own layout (a transposed one is copied when autograd accumulates it: ~1-4 ms for a
-    (910, 2730) weight at batch 1, measured in issue 20)."""
+    weight's own layout. A transposed one is copied when autograd accumulates it: 10 MB for a (910, 2730)
+    weight, about the GEMMs' own cost at batch 1 (a (35, 1, 910) layer fwd+bwd, docs/benchmarks.md)."""
 
     @staticmethod
     def forward(ctx, x, weight):
@@ -138,8 +138,8 @@ def matmul(x, weight):
 
 
 def mm(a, b):
-    """a @ b for 2-D a (N, in) and b (in, out), routed as ``matmul`` but outside autograd (for code that
-    writes its own backward, such as the SRU layer's single autograd node)."""
+    """a @ b for 2-D a (N, in) and b (in, out), routed as ``matmul`` but outside autograd (what
+    ``_OneDNNMatmul`` computes its forward and input gradient with)."""
     if _takes_route(a, b):
         return _onednn_op()(a, b.t(), None, "none", [], "")
     return a @ b
