@@ -210,3 +210,21 @@ def test_overhead_breakdown_times_every_part(capsys):
     assert len(rows) == len(overhead.parts(1, 1, 8))
     assert any("empty autograd.Function" in r for r in rows)
     assert all(float(r.rsplit("|", 2)[1]) > 0 for r in rows)
+
+
+def test_ab_layer_times_two_commits_side_by_side():
+    """scripts/ab_layer.py imports a commit's sru beside the working tree's and prints one row per size and
+    mode, with positive times (here HEAD against itself, one tiny size; in a subprocess, since it registers
+    a second set of torch.library ops)."""
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    out = subprocess.run([sys.executable, "-m", "scripts.ab_layer", "--old", "HEAD", "--sizes", "2x1x4", "--seconds",
+                          "0.01"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| (2, 1, 4)")]
+    assert [r.split("|")[2].strip() for r in rows] == ["fwd", "fwd+bwd"]
+    assert all(float(cell) > 0 for r in rows for cell in r.split("|")[3:6])
