@@ -8,7 +8,6 @@ same loop; each cell is the median. Used for docs/benchmarks.md (issue 20). CPU 
 """
 import argparse
 import pathlib
-import shutil
 import statistics
 import subprocess
 import sys
@@ -86,7 +85,6 @@ def main(argv=None):
                 m = {k: statistics.median(v) for k, v in times.items()}
                 print(f"| ({L}, {B}, {d}) | {mode} | {m['floor']:.3f} | {m['old']:.3f} | {m['new']:.3f} | "
                       f"{m['old'] / m['new']:.2f}x | {m['new'] / m['floor']:.2f}x |", flush=True)
-        shutil.rmtree(pathlib.Path(tmp) / "sru_old", ignore_errors=True)
 
 
 if __name__ == "__main__":

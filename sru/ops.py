@@ -127,7 +127,7 @@ def _run_forward(forward_impl, U, x, bias, c0, mask, drop, hidden_size, bidirect
     """h, c_n and, with keep_c, c_all (every step's state, for backward)."""
     L, B, D, K = _dims(U, hidden_size, bidirectional)
     h, c_all, c_n = forward_impl(U, x, bias, c0, mask, drop, hidden_size, D, K, use_tanh, keep_c)
-    return h, c_n if c_n.dtype == c0.dtype else c_n.to(c0.dtype), c_all
+    return h, c_n.to(c0.dtype), c_all
 
 
 def _run_backward(backward_impl, U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size,
@@ -136,9 +136,7 @@ def _run_backward(backward_impl, U, x, bias, c0, mask, drop, c_all, grad_h, grad
     grad_U, grad_x, grad_bias, grad_c0 = backward_impl(
         U, x, bias, c0, mask, drop, c_all, grad_h, grad_cn, hidden_size, D, K, use_tanh)
     # deterministic reduction of the per-sequence partial sums, in a fixed order
-    grad_bias = grad_bias.sum(0)
-    return (grad_U, grad_x, grad_bias if grad_bias.dtype == bias.dtype else grad_bias.to(bias.dtype),
-            grad_c0 if grad_c0.dtype == c0.dtype else grad_c0.to(c0.dtype))
+    return grad_U, grad_x, grad_bias.sum(0).to(bias.dtype), grad_c0.to(c0.dtype)
 
 
 def _backward_inputs(U, c0, grad_h, grad_cn):

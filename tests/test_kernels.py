@@ -106,7 +106,7 @@ def test_cpu_kernel_without_gradients_matches_reference(case, threads, monkeypat
 def test_cpu_kernel_work_partitions(case, blocks, monkeypatch):
     """The threaded kernels under other splits into (sequence block, direction, unit block) items than
     this machine's: more blocks than sequences or units (empty items), unit blocks cut mid-row."""
-    from sru import cpu_kernels, ops
+    from sru import cpu_kernels
     monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads: False)
     monkeypatch.setattr(cpu_kernels, "partition", lambda B, D, d, threads: blocks)
     seed = torch.seed() % 2**31
