@@ -59,12 +59,14 @@ def resources(cubin):
     return field("REG"), field("LOCAL"), field("SHARED")
 
 
-def compile_one(kernel, dtype, K, D, mask, drop, arch, block=128, warps=None):
+def compile_one(kernel, dtype, K, D, mask, drop, cell, arch, block=128, warps=None):
     """One kernel variant compiled as the JIT would for tensors from torch (16-byte aligned) and a hidden
     size that is a multiple of 16 (the JIT specialises both); num_warps as sru.triton_kernels launches it."""
     if warps is None:
         warps = tk.num_warps(block, 4 if dtype == "fp32" else 2)
-    constexprs = dict(K=K, D=D, HAS_MASK=mask, HAS_DROP=drop, USE_TANH=True, BLOCK=block, NUM_STAGES=tk.NUM_STAGES)
+    # cell 2018: weight_c in the gates and the dropout mask on the highway gate; 2017: neither
+    constexprs = dict(K=K, D=D, HAS_WC=cell == 2018, SKIP=K == 3, HAS_MASK=mask, HAS_DROP=drop,
+                      DROP_GATE=cell == 2018, USE_TANH=True, BLOCK=block, NUM_STAGES=tk.NUM_STAGES)
     sig = signature(kernel, dtype)
     aligned = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
                if not p.is_constexpr and (sig[p.name].startswith("*") or p.name == "d")}
@@ -73,26 +75,29 @@ def compile_one(kernel, dtype, K, D, mask, drop, arch, block=128, warps=None):
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=warps))
     regs, spill, shared = resources(compiled.asm["cubin"])
     ttgir = compiled.asm["ttgir"]
-    return dict(kernel=kernel.fn.__name__.strip("_"), dtype=dtype, K=K, D=D, mask=mask, dropout=drop, arch=arch,
+    return dict(kernel=kernel.fn.__name__.strip("_"), dtype=dtype, K=K, D=D, mask=mask, dropout=drop, cell=cell,
+                arch=arch,
                 block=block, num_warps=warps, registers=regs, spill_bytes=spill, shared_bytes=max(shared, compiled.metadata.shared),
                 async_copies=ttgir.count("async_copy_global_to_local"))
 
 
 def variants(quick=False):
-    """(dtype, K, D, mask, dropout): every combination of the main axes, mask and dropout together;
-    quick: the four corners."""
+    """(dtype, K, D, mask, dropout, cell): every combination of the main axes, mask and dropout together;
+    quick: two opposite corners, one per cell."""
     if quick:
-        return [("fp32", 3, 1, False, False), ("bf16", 4, 2, True, True)]
-    return [(t, k, d, md, md) for t, k, d, md in itertools.product(("fp32", "bf16"), (3, 4), (1, 2), (False, True))]
+        return [("fp32", 3, 1, False, False, 2017), ("bf16", 4, 2, True, True, 2018)]
+    return [(t, k, d, md, md, cell) for t, k, d, md, cell in
+            itertools.product(("fp32", "bf16"), (3, 4), (1, 2), (False, True), (2017, 2018))]
 
 
 def run(archs, quick=False, log=print):
     rows, failures = [], []
-    for arch, (dtype, K, D, mask, drop), kernel in itertools.product(archs, variants(quick),
-                                                                     (tk._forward_kernel, tk._backward_kernel)):
-        name = f"sm_{arch} {kernel.fn.__name__.strip('_'):16s} {dtype} K={K} D={D} mask={int(mask)} dropout={int(drop)}"
+    for arch, (dtype, K, D, mask, drop, cell), kernel in itertools.product(archs, variants(quick),
+                                                                           (tk._forward_kernel, tk._backward_kernel)):
+        name = (f"sm_{arch} {kernel.fn.__name__.strip('_'):16s} {dtype} K={K} D={D} mask={int(mask)} "
+                f"dropout={int(drop)} cell={cell}")
         try:
-            r = compile_one(kernel, dtype, K, D, mask, drop, arch)
+            r = compile_one(kernel, dtype, K, D, mask, drop, cell, arch)
         except Exception as e:  # a compile error is the finding: report it, keep going
             failures.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             log(f"{name}: COMPILE FAILED ({failures[-1]})")
@@ -110,7 +115,7 @@ def main(argv=None):
         sys.exit("error: TRITON_INTERPRET=1 turns the kernels into Python: unset it to compile them for a GPU")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="80,90", help="compute capabilities, e.g. 80,90 (A100, H100/H200)")
-    p.add_argument("--quick", action="store_true", help="two variants per architecture instead of sixteen")
+    p.add_argument("--quick", action="store_true", help="two variants per architecture instead of 32")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     archs = [int(a) for a in args.arch.split(",") if a.strip()]

@@ -83,14 +83,17 @@ def _block(item, B, D, d, n_bblocks, n_jblocks):
 
 
 @numba.njit(parallel=True, **_JIT)
-def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all, c_n, keep_c, n_bblocks, n_jblocks):
+def forward(U, xh, wc, bias, c0, mask, has_mask, drop, use_tanh, skip, drop_gate, h, c_all, c_n, keep_c,
+            n_bblocks, n_jblocks):
     """h (L, B, D, d) and c_n (B, D, d) are written, and with keep_c every step's state into c_all
     (L, B, D, d) for backward; without (no gradient wanted) c_all is a (1, B, D, d) scratch row.
-    drop (B, D, d): the dropout mask on g(c) (ones when there is none)."""
+    wc (D, 2, d): v_f, v_r (zeros for the 2017 cell); drop (B, D, d): the dropout mask (ones when there is
+    none), on g(c), and on the gate r too with drop_gate; skip: a highway term (xh when K == 3)."""
     L, B, D, K, d = U.shape
     for item in numba.prange(n_bblocks * D * n_jblocks):
         b0, b1, dr, j0, j1 = _block(item, B, D, d, n_bblocks, n_jblocks)
         bf, br = bias[dr, 0, j0:j1], bias[dr, 1, j0:j1]
+        vf, vr = wc[dr, 0, j0:j1], wc[dr, 1, j0:j1]
         c = c0[b0:b1, dr, j0:j1].copy()  # the block's state, (b1 - b0, j1 - j0)
         for i in range(L):
             t = i if dr == 0 else L - 1 - i
@@ -103,38 +106,42 @@ def forward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, h, c_all, c_n, keep
                     continue
                 # 1-D contiguous slices (not one 2-D view): that is what lets LLVM vectorise
                 u0, uf, ur = U[t, b, dr, 0, j0:j1], U[t, b, dr, 1, j0:j1], U[t, b, dr, 2, j0:j1]
-                x = U[t, b, dr, 3, j0:j1] if K == 4 else xh[t, b, dr, j0:j1]
+                x = U[t, b, dr, 3, j0:j1] if K == 4 else (xh[t, b, dr, j0:j1] if skip else u0)  # u0: never read
                 dm = drop[b, dr, j0:j1]
                 for j in range(j1 - j0):
-                    f = _sigmoid(uf[j] + bf[j])
-                    r = _sigmoid(ur[j] + br[j])
+                    # v * c + (u + b): exactly u + b when v = 0, as the 2017 cell computed it
+                    f = _sigmoid(vf[j] * cb[j] + (uf[j] + bf[j]))
+                    r = _sigmoid(vr[j] * cb[j] + (ur[j] + br[j]))
                     cj = f * cb[j] + (f32(1.0) - f) * u0[j]
-                    h_t[j] = r * (_g(cj, use_tanh) * dm[j]) + (f32(1.0) - r) * x[j]
+                    # one expression, as the 2017 kernel wrote it: with skip and no drop_gate the same FMAs
+                    h_t[j] = r * (_g(cj, use_tanh) * dm[j]) + \
+                        (f32(1.0) - (r * dm[j] if drop_gate else r)) * (x[j] if skip else f32(0.0))
                     c_t[j] = cj
                     cb[j] = cj
         c_n[b0:b1, dr, j0:j1] = c
 
 
 @numba.njit(parallel=True, **_JIT)
-def backward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, c_all, grad_h, grad_cn,
-             grad_U, grad_xh, grad_bias, grad_c0, n_bblocks, n_jblocks):
-    """Writes grad_U (L, B, D, K, d), grad_xh (L, B, D, d; K == 3 only), grad_c0 (B, D, d)
-    and grad_bias (B, D, 2, d): per-sequence partial sums of the bias gradient."""
+def backward(U, xh, wc, bias, c0, mask, has_mask, drop, use_tanh, skip, drop_gate, c_all, grad_h, grad_cn,
+             grad_U, grad_xh, grad_wc, grad_bias, grad_c0, n_bblocks, n_jblocks):
+    """Writes grad_U (L, B, D, K, d), grad_xh (L, B, D, d; K == 3 with skip only), grad_c0 (B, D, d)
+    and grad_wc, grad_bias (B, D, 2, d): per-sequence partial sums of the weight_c and bias gradients."""
     L, B, D, K, d = U.shape
     for item in numba.prange(n_bblocks * D * n_jblocks):
         b0, b1, dr, j0, j1 = _block(item, B, D, d, n_bblocks, n_jblocks)
         bf, br = bias[dr, 0, j0:j1], bias[dr, 1, j0:j1]
+        vf, vr = wc[dr, 0, j0:j1], wc[dr, 1, j0:j1]
         dc = grad_cn[b0:b1, dr, j0:j1].copy()  # gradient reaching c_t from later steps
         for b in range(b0, b1):
-            grad_bias[b, dr, 0, j0:j1] = 0.0
-            grad_bias[b, dr, 1, j0:j1] = 0.0
+            grad_bias[b, dr, :, j0:j1] = 0.0
+            grad_wc[b, dr, :, j0:j1] = 0.0
         for i in range(L):
             t = L - 1 - i if dr == 0 else i  # the reverse of the forward order
             first = (t == 0) if dr == 0 else (t == L - 1)
             for b in range(b0, b1):
                 dcb = dc[b - b0]
                 g0, gf, gr = grad_U[t, b, dr, 0, j0:j1], grad_U[t, b, dr, 1, j0:j1], grad_U[t, b, dr, 2, j0:j1]
-                gx = grad_U[t, b, dr, 3, j0:j1] if K == 4 else grad_xh[t, b, dr, j0:j1]
+                gx = grad_U[t, b, dr, 3, j0:j1] if K == 4 else (grad_xh[t, b, dr, j0:j1] if skip else g0)
                 if has_mask and mask[t, b] != 0:  # padding: dc passes through unchanged
                     g0[:] = 0.0
                     gf[:] = 0.0
@@ -144,24 +151,33 @@ def backward(U, xh, bias, c0, mask, has_mask, drop, use_tanh, c_all, grad_h, gra
                 c_prev = c0[b, dr, j0:j1] if first else c_all[t - 1 if dr == 0 else t + 1, b, dr, j0:j1]
                 # 1-D contiguous slices (not one 2-D view): that is what lets LLVM vectorise
                 u0, uf, ur = U[t, b, dr, 0, j0:j1], U[t, b, dr, 1, j0:j1], U[t, b, dr, 2, j0:j1]
-                x = U[t, b, dr, 3, j0:j1] if K == 4 else xh[t, b, dr, j0:j1]
+                x = U[t, b, dr, 3, j0:j1] if K == 4 else (xh[t, b, dr, j0:j1] if skip else u0)  # u0: never read
                 c_t, gh, dm = c_all[t, b, dr, j0:j1], grad_h[t, b, dr, j0:j1], drop[b, dr, j0:j1]
                 gbf, gbr = grad_bias[b, dr, 0, j0:j1], grad_bias[b, dr, 1, j0:j1]
+                gvf, gvr = grad_wc[b, dr, 0, j0:j1], grad_wc[b, dr, 1, j0:j1]
                 for j in range(j1 - j0):
-                    f = _sigmoid(uf[j] + bf[j])
-                    r = _sigmoid(ur[j] + br[j])
+                    cp = c_prev[j]
+                    f = _sigmoid(vf[j] * cp + (uf[j] + bf[j]))
+                    r = _sigmoid(vr[j] * cp + (ur[j] + br[j]))
                     g = _g(c_t[j], use_tanh)
+                    xj = x[j] if skip else f32(0.0)
                     dg = gh[j] * r * dm[j]
                     dct = dcb[j] + (dg * (f32(1.0) - g * g) if use_tanh else dg)
-                    g_f = dct * (c_prev[j] - u0[j]) * f * (f32(1.0) - f)
-                    g_r = gh[j] * (g * dm[j] - x[j]) * r * (f32(1.0) - r)
+                    g_f = dct * (cp - u0[j]) * f * (f32(1.0) - f)
+                    # drop_gate: the mask also scales the gate's highway side (written apart so that the 2017
+                    # cell keeps its own expressions, and so its FMAs)
+                    g_r = gh[j] * (g * dm[j] - (dm[j] * xj if drop_gate else xj)) * r * (f32(1.0) - r)
                     g0[j] = dct * (f32(1.0) - f)
                     gf[j] = g_f
                     gr[j] = g_r
-                    gx[j] = gh[j] * (f32(1.0) - r)
+                    if skip:
+                        gx[j] = gh[j] * (f32(1.0) - (r * dm[j] if drop_gate else r))
                     gbf[j] += g_f
                     gbr[j] += g_r
-                    dcb[j] = dct * f
+                    gvf[j] += g_f * cp
+                    gvr[j] += g_r * cp
+                    # v = 0 (the 2017 cell): exactly dct * f
+                    dcb[j] = g_f * vf[j] + g_r * vr[j] + dct * f
         grad_c0[b0:b1, dr, j0:j1] = dc
 
 

@@ -10,7 +10,6 @@ is, they do not add up to the cell. docs/benchmarks.md (issue 20) has the measur
 """
 import argparse
 
-import numpy as np
 import torch
 
 from . import cpu_kernels, ops
@@ -26,7 +25,7 @@ class _EmptyRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, U, x, bias, c0, hidden_size):
         h, c_n = U.new_empty(U.shape[0], U.shape[1], hidden_size), c0.clone()
-        ctx.save_for_backward(U, x, bias, c0, None, None, h)
+        ctx.save_for_backward(U, x, None, bias, c0, None, None, h)
         ctx.set_materialize_grads(False)
         return h, c_n
 
@@ -39,18 +38,18 @@ class _EmptyRecurrence(torch.autograd.Function):
 def parts(L, B, d):
     """(name, zero-argument callable) for the cell and for each of its parts, on fresh tensors."""
     torch.manual_seed(0)
-    cell = SRUCell(d, d, backend="cpu")
+    cell = SRUCell(d, d, backend="cpu", cell="2017", use_tanh=True, rescale=False)
     x = torch.randn(L, B, d, requires_grad=True)
     linear = torch.nn.Linear(d, 3 * d)
     U = torch.randn(L, B, 3 * d, requires_grad=True)
     xh = torch.randn(L, B, d)
     bias, c0 = torch.zeros(2 * d, requires_grad=True), torch.zeros(B, d)
     grad_h, grad_cn = torch.ones(L, B, d), torch.zeros(B, d)
-    h, c_all, c_n = ops._cpu_forward(U.detach(), xh, bias.detach(), c0, None, None, d, 1, 3, True)
-    Un = U.detach().numpy().reshape(L, B, 1, 3, d)
-    views = (Un, xh.numpy().reshape(L, B, 1, d), bias.detach().numpy().reshape(1, 2, d), c0.numpy().reshape(B, 1, d),
-             ops._NO_MASK, False, np.ones((B, 1, d), np.float32), True, h.numpy().reshape(L, B, 1, d),
-             c_all.numpy().reshape(L, B, 1, d), c_n.numpy().reshape(B, 1, d), True, 1, 1)
+    inp = ops.Inputs(U.detach(), xh, None, bias.detach(), c0, None, None)
+    opt = ops.Options(d, False, True, False)
+    h, c_all, c_n = ops._cpu_forward(inp, opt)
+    views = (*ops._cpu_arrays(inp, opt), h.numpy().reshape(L, B, 1, d), c_all.numpy().reshape(L, B, 1, d),
+             c_n.numpy().reshape(B, 1, d), True, 1, 1)
 
     def cell_fwd_bwd():
         h, c = cell(x)
@@ -84,12 +83,10 @@ def parts(L, B, d):
          empty_function_fwd_bwd),
         ("  argument checks (ops.check_recurrence_args)",
          lambda: ops.check_recurrence_args(U, xh, bias, c0, None, d, False)),
-        ("  CPU forward: views + kernel (ops._cpu_forward)",
-         lambda: ops._cpu_forward(U.detach(), xh, bias.detach(), c0, None, None, d, 1, 3, True)),
+        ("  CPU forward: views + kernel (ops._cpu_forward)", lambda: ops._cpu_forward(inp, opt)),
         ("    the serial forward kernel alone (numba dispatch + work)", lambda: cpu_kernels.forward_serial(*views)),
         ("  CPU backward: views + kernel (ops._cpu_backward)",
-         lambda: ops._cpu_backward(U.detach(), xh, bias.detach(), c0, None, None, c_all, grad_h, grad_cn,
-                                   d, 1, 3, True)),
+         lambda: ops._cpu_backward(inp, opt, c_all, grad_h, grad_cn)),
         ("  numba thread count (ops._numba_threads)", ops._numba_threads),
         ("  one tensor.numpy().reshape()", lambda: U.detach().numpy().reshape(L, B, 1, 3, d)),
     ]

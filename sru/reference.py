@@ -4,36 +4,74 @@ Every fused kernel (``sru.cpu_kernels``, ``sru.triton_kernels``) is tested again
 function, outputs and gradients. It runs in any dtype (float64 for gradcheck) and lets
 autograd derive the backward pass, so it is slow but obviously right.
 
-Layout shared by all backends (see ``SRUCell`` for where it comes from)::
+One recurrence serves both cells of the paper: the 2017 one (arXiv 1709.02755 v1-v2, the
+tables' models: no weight_c, dropout on g(c)) and the 2018 one (v3+, EMNLP 2018, PyPI ``sru`` 2.x:
+the gates read c_{t-1} through weight_c; dropout over the highway gate). Per step, direction and unit::
 
-    U     (L, B, D*k*d)  the GEMM output x @ W, viewed as (L, B, D, k, d):
-                         k-slot 0 = x~ (candidate), 1 = f (forget), 2 = r (reset/highway),
-                         3 = highway projection W_h x (only when k == 4)
-    x     (L, B, D*d)    the highway input when k == 3 (None when k == 4)
-    bias  (D*2*d,)       viewed as (D, 2, d): [direction][b_f, b_r][unit]
-    c0    (B, D*d)       initial state
-    mask_pad (L, B)      True / nonzero = padding: c is carried unchanged, h = 0
-    drop     (B, D*d)    the authors' dropout (None: none): a mask already scaled by 1/(1-p),
-                         one per sequence, the same at every step, applied to g(c_t) inside
-                         the highway:  h_t = r_t * (g(c_t) * drop) + (1 - r_t) * x_t
+    f_t = sigmoid(u1_t + v_f c_{t-1} + b_f)      r_t = sigmoid(u2_t + v_r c_{t-1} + b_r)
+    c_t = f_t c_{t-1} + (1 - f_t) u0_t
+    h_t = r_t (g(c_t) m) + (1 - r_t q) x'_t      g = tanh or identity;  q = m if drop_gate else 1
 
-with D = 2 for bidirectional (direction 1 runs time in reverse), else 1.
+With drop_gate (sru 2.x) h_t = x' + (g(c_t) - x') m r_t; without it (2017) the mask m scales g(c_t) only.
+
+The inputs, described once (``Inputs``; D = 2 for bidirectional, direction 1 runs time in reverse)::
+
+    U        (L, B, D*k*d)  the GEMM output x @ W, viewed as (L, B, D, k, d):
+                            k-slot 0 = u0 (candidate), 1 = u1 (forget), 2 = u2 (reset/highway),
+                            3 = x' (highway projection; only when k == 4)
+    x        (L, B, D*d)    the highway input x' when k == 3; None when k == 3 means no skip
+                            term (x' = 0: h_t = r_t g(c_t) m, sru's has_skip_term=False); None when k == 4
+    weight_c (D*2*d,)       viewed as (D, 2, d): [direction][v_f, v_r][unit]; None: v = 0 (the 2017 cell)
+    bias     (D*2*d,)       viewed as (D, 2, d): [direction][b_f, b_r][unit]
+    c0       (B, D*d)       initial state
+    mask_pad (L, B)         True / nonzero = padding: c is carried unchanged, h = 0
+    drop     (B, D*d)       the dropout mask m, already scaled by 1/(1-p), one per sequence, the
+                            same at every step; None: m = 1
+
+and the options (``Options``): hidden_size d, bidirectional, use_tanh, drop_gate.
 Returns h (L, B, D*d) and c_n (B, D*d), the state after the last real step of each direction.
 The spec for every dtype, half precision included, is this function evaluated in float64.
 """
+from typing import NamedTuple, Optional
+
 import torch
+from torch import Tensor
 
 
-def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, drop=None):
+class Inputs(NamedTuple):
+    """The recurrence's tensors, in the order every backend and op schema takes them (layouts above)."""
+    U: Tensor
+    x: Optional[Tensor]
+    weight_c: Optional[Tensor]
+    bias: Tensor
+    c0: Tensor
+    mask_pad: Optional[Tensor]
+    drop: Optional[Tensor]
+
+
+class Options(NamedTuple):
+    """The recurrence's static arguments."""
+    hidden_size: int
+    bidirectional: bool
+    use_tanh: bool
+    drop_gate: bool
+
+
+# the inputs that receive a gradient, in the order backward returns them
+DIFFERENTIABLE = ("U", "x", "weight_c", "bias", "c0")
+
+
+def reference(inp: Inputs, opt: Options):
+    """(h, c_n) of the recurrence, step by step in plain PyTorch."""
+    U, x, weight_c, bias, c0, mask_pad, drop = inp
     L, B, _ = U.shape
-    D, d = (2 if bidirectional else 1), hidden_size
+    D, d = (2 if opt.bidirectional else 1), opt.hidden_size
     k = U.shape[-1] // (D * d)
     U = U.view(L, B, D, k, d)
     b = bias.view(D, 2, d)
-    x_tilde = U[..., 0, :]
-    f = torch.sigmoid(U[..., 1, :] + b[:, 0])
-    r = torch.sigmoid(U[..., 2, :] + b[:, 1])
-    x_highway = U[..., 3, :] if k == 4 else x.view(L, B, D, d)
+    v = None if weight_c is None else weight_c.view(D, 2, d)
+    skip = k == 4 or x is not None
+    x_highway = U[..., 3, :] if k == 4 else (x.view(L, B, D, d) if skip else None)
     pad = None if mask_pad is None else mask_pad.view(L, B, 1).bool()
     c0 = c0.view(B, D, d)
     drop = None if drop is None else drop.view(B, D, d)
@@ -42,15 +80,24 @@ def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, u
     for dr in range(D):
         # unbind once per tensor: indexing U[t] in the loop would make autograd allocate a
         # zero tensor of U's full size per step in backward (quadratic in L)
-        xt_, f_, r_, xh_ = (v[:, :, dr].unbind(0) for v in (x_tilde, f, r, x_highway))
+        u0_, u1_, u2_ = (U[:, :, dr, slot].unbind(0) for slot in range(3))
+        xh_ = x_highway[:, :, dr].unbind(0) if skip else None
+        m = None if drop is None else drop[:, dr]
         c = c0[:, dr]
         h = [None] * L
         for t in (range(L) if dr == 0 else reversed(range(L))):
-            c_new = f_[t] * c + (1 - f_[t]) * xt_[t]
-            g = torch.tanh(c_new) if use_tanh else c_new
-            if drop is not None:
-                g = g * drop[:, dr]
-            h_t = r_[t] * g + (1 - r_[t]) * xh_[t]
+            zf, zr = u1_[t] + b[dr, 0], u2_[t] + b[dr, 1]
+            if v is not None:
+                zf, zr = zf + v[dr, 0] * c, zr + v[dr, 1] * c
+            f, r = torch.sigmoid(zf), torch.sigmoid(zr)
+            c_new = f * c + (1 - f) * u0_[t]
+            g = torch.tanh(c_new) if opt.use_tanh else c_new
+            if m is not None:
+                g = g * m
+            h_t = r * g
+            if skip:
+                gate = r * m if (opt.drop_gate and m is not None) else r
+                h_t = h_t + (1 - gate) * xh_[t]
             if pad is not None:
                 c_new = torch.where(pad[t], c, c_new)
                 h_t = torch.where(pad[t], torch.zeros_like(h_t), h_t)
@@ -58,3 +105,10 @@ def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, u
         h_dirs.append(torch.stack(h))
         c_last.append(c)
     return torch.cat(h_dirs, dim=-1), torch.cat(c_last, dim=-1)
+
+
+def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, drop=None, weight_c=None,
+                         drop_gate=False):
+    """``reference`` with the arguments of ``sru.recurrence`` (no backend)."""
+    return reference(Inputs(U, x, weight_c, bias, c0, mask_pad, drop),
+                     Options(hidden_size, bidirectional, use_tanh, drop_gate))

@@ -16,16 +16,21 @@ CASES = [
     (20, 2, 257, True, 3, True, False, True),
 ]
 MULTI_BLOCK = (3, 2, 257, True, 3, True, True, True)  # d > 256: two Triton blocks, kept small for the interpreter
+# the cells every kernel test runs: the paper's (2017), sru 2.x's (2018: weight_c, dropout on the gate), and
+# sru 2.x's without a skip term (has_skip_term=False: k = 3 and no x)
+CELLS = ["2017", "2018", "2018-noskip"]
 
 
-def make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed, with_drop=False):
+def make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed, with_drop=False, cell="2017"):
+    """(U, x, weight_c, bias, c0, mask, drop), and drop_gate, for a case and a cell."""
     g = torch.Generator().manual_seed(seed)
     D = 2 if bidirectional else 1
 
     def rnd(*shape):
         return torch.randn(*shape, generator=g).to(device=device, dtype=dtype).requires_grad_()
 
-    U, x = rnd(L, B, D * k * d), (rnd(L, B, D * d) if k == 3 else None)
+    U, x = rnd(L, B, D * k * d), (rnd(L, B, D * d) if k == 3 and cell != "2018-noskip" else None)
+    weight_c = rnd(D * 2 * d) if cell != "2017" else None
     bias = rnd(D * 2 * d)
     c0 = rnd(B, D * d) if with_c0 else torch.zeros(B, D * d, device=device, dtype=dtype, requires_grad=True)
     mask = None
@@ -35,82 +40,88 @@ def make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, se
     drop = None
     if with_drop:  # the authors' dropout mask on g(c): 0 or 1/(1-p) per sequence and unit
         drop = (torch.rand(B, D * d, generator=g) > 0.3).to(device=device, dtype=dtype) / 0.7
-    return U, x, bias, c0, mask, drop
+    return U, x, weight_c, bias, c0, mask, drop, cell != "2017"
 
 
 def run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed, ref_dtype=None, use="both"):
     """Outputs and the gradients of every input; `use` = which outputs the loss reads ("h", "c_n" or
     "both"): with one of them unused its incoming gradient is None (a separate branch of the op)."""
-    U, x, bias, c0, mask, drop = inputs
-    leaves = [t for t in (U, x, bias, c0) if t is not None]
+    U, x, weight_c, bias, c0, mask, drop, drop_gate = inputs
+    names = ["U", "x", "weight_c", "bias", "c0"]
+    tensors = dict(zip(names, (U, x, weight_c, bias, c0)))
     if ref_dtype is not None:  # run the reference on upcast copies
-        leaves = [t.detach().to(ref_dtype).requires_grad_() for t in leaves]
-        U, bias, c0 = leaves[0], leaves[-2], leaves[-1]
-        x = leaves[1] if x is not None else None
+        tensors = {n: None if t is None else t.detach().to(ref_dtype).requires_grad_() for n, t in tensors.items()}
         drop = None if drop is None else drop.to(ref_dtype)
-    h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend=backend, drop=drop)
+    leaves = [t for t in tensors.values() if t is not None]
+    U, x, weight_c, bias, c0 = tensors.values()
+    h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend=backend, drop=drop,
+                        weight_c=weight_c, drop_gate=drop_gate)
     g = torch.Generator().manual_seed(seed + 1)
     gh = torch.randn(h.shape, generator=g).to(h.device, h.dtype)
     gc = torch.randn(c_n.shape, generator=g).to(h.device, h.dtype)
     loss = {"h": (h * gh).float().sum(), "c_n": (c_n * gc).float().sum()}
     grads = torch.autograd.grad(loss["h"] + loss["c_n"] if use == "both" else loss[use], leaves, allow_unused=True)
     grads = [torch.zeros_like(t) if gr is None else gr for t, gr in zip(leaves, grads)]
-    names = ["h", "c_n", "grad_U"] + (["grad_x"] if x is not None else []) + ["grad_bias", "grad_c0"]
+    names = ["h", "c_n"] + [f"grad_{n}" for n, t in tensors.items() if t is not None]
     return dict(zip(names, [h, c_n, *grads]))
 
 
-def check_backend(backend, device, dtype, rel, case, seed, with_drop=False, use="both"):
+def check_backend(backend, device, dtype, rel, case, seed, with_drop=False, use="both", cell="2017"):
     L, B, d, bidirectional, k, use_tanh, with_mask, with_c0 = case
-    inputs = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed, with_drop)
+    inputs = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, dtype, device, seed, with_drop, cell)
     got = run_and_grad(backend, inputs, d, bidirectional, use_tanh, seed, use=use)
     want = run_and_grad("reference", inputs, d, bidirectional, use_tanh, seed, ref_dtype=torch.float64, use=use)
     assert got.keys() == want.keys()
     for name in got:
         assert got[name].dtype == dtype, f"{name} (seed {seed})"
         assert_close_scaled(got[name], want[name], rel,
-                            f"{backend}/{dtype}/{case}/drop={with_drop}/use={use}/{name} (seed {seed})")
+                            f"{backend}/{dtype}/{case}/cell={cell}/drop={with_drop}/use={use}/{name} (seed {seed})")
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("threads", ["parallel", "serial"])
 @pytest.mark.parametrize("case", CASES)
-def test_cpu_kernel_matches_reference(case, threads, monkeypatch):
+def test_cpu_kernel_matches_reference(case, threads, cell, monkeypatch):
     """Both compilations of the CPU kernels: the threaded one and the serial one small problems get."""
     from sru import cpu_kernels
     monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads_: threads == "serial")
     seed = torch.seed() % 2**31  # fresh inputs each run; the seed is in the failure message
-    check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed)
+    check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed, cell=cell)
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("threads", ["parallel", "serial"])
 @pytest.mark.parametrize("case", CASES)
-def test_cpu_kernel_without_gradients_matches_reference(case, threads, monkeypatch):
+def test_cpu_kernel_without_gradients_matches_reference(case, threads, cell, monkeypatch):
     """Under no_grad (evaluation) the CPU forward keeps no per-step state and builds no autograd node:
     the same h and c_n, with dropout, padding and both directions."""
     from sru import cpu_kernels
     monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads_: threads == "serial")
     seed = torch.seed() % 2**31
     L, B, d, bidirectional, k, use_tanh, with_mask, with_c0 = case
-    U, x, bias, c0, mask, drop = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, torch.float32, "cpu",
-                                             seed, with_drop=True)
+    inputs = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, torch.float32, "cpu", seed, with_drop=True,
+                         cell=cell)
+    U, x, weight_c, bias, c0, mask, drop, drop_gate = inputs
     with torch.no_grad():
-        h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend="cpu", drop=drop)
+        h, c_n = recurrence(U, x, bias, c0, mask, d, bidirectional, use_tanh, backend="cpu", drop=drop,
+                            weight_c=weight_c, drop_gate=drop_gate)
     assert h.grad_fn is None and c_n.grad_fn is None
-    want = run_and_grad("reference", (U, x, bias, c0, mask, drop), d, bidirectional, use_tanh, seed,
-                        ref_dtype=torch.float64)
-    assert_close_scaled(h, want["h"], 1e-5, f"no_grad h {case} (seed {seed})")
-    assert_close_scaled(c_n, want["c_n"], 1e-5, f"no_grad c_n {case} (seed {seed})")
+    want = run_and_grad("reference", inputs, d, bidirectional, use_tanh, seed, ref_dtype=torch.float64)
+    assert_close_scaled(h, want["h"], 1e-5, f"no_grad h {case} cell={cell} (seed {seed})")
+    assert_close_scaled(c_n, want["c_n"], 1e-5, f"no_grad c_n {case} cell={cell} (seed {seed})")
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("blocks", [(2, 1), (1, 3), (3, 2), (5, 4)])
 @pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[4], CASES[6]])
-def test_cpu_kernel_work_partitions(case, blocks, monkeypatch):
+def test_cpu_kernel_work_partitions(case, blocks, cell, monkeypatch):
     """The threaded kernels under other splits into (sequence block, direction, unit block) items than
     this machine's: more blocks than sequences or units (empty items), unit blocks cut mid-row."""
     from sru import cpu_kernels
     monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads: False)
     monkeypatch.setattr(cpu_kernels, "partition", lambda B, D, d, threads: blocks)
     seed = torch.seed() % 2**31
-    check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed, with_drop=True)
+    check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed, with_drop=True, cell=cell)
 
 
 @pytest.mark.parametrize(("B", "D", "d", "threads"), [(32, 1, 256, 2), (1, 1, 910, 2), (1, 2, 910, 2), (3, 2, 8, 16),
@@ -125,29 +136,32 @@ def test_cpu_partition_gives_each_thread_work(B, D, d, threads):
         assert items >= min(threads, B * D * max(1, d // 64)), (n_bblocks, n_jblocks)
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("case", CASES[:5] + [MULTI_BLOCK])
-def test_triton_kernel_matches_reference_fp32(case):
+def test_triton_kernel_matches_reference_fp32(case, cell):
     seed = torch.seed() % 2**31
-    check_backend("gpu", kernel_device(), torch.float32, 1e-5, case, seed)
+    check_backend("gpu", kernel_device(), torch.float32, 1e-5, case, seed, cell=cell)
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("use", ["both", "h", "c_n"])
 @pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[4], MULTI_BLOCK])
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])
-def test_kernels_match_reference_with_dropout_and_one_output_unused(backend, case, use):
+def test_kernels_match_reference_with_dropout_and_one_output_unused(backend, case, use, cell):
     """The authors' dropout mask on g(c); and only h or only c_n read (the op's backward then gets a
     None gradient for the other, as in classification, which reads h only)."""
     seed = torch.seed() % 2**31
     device = "cpu" if backend == "cpu" else kernel_device()
-    check_backend(backend, device, torch.float32, 1e-5, case, seed, with_drop=True, use=use)
+    check_backend(backend, device, torch.float32, 1e-5, case, seed, with_drop=True, use=use, cell=cell)
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("case", [CASES[1], CASES[3]])
-def test_triton_kernel_half_precision(case, dtype):
+def test_triton_kernel_half_precision(case, dtype, cell):
     # inputs and outputs are rounded to 8 (bf16) / 11 (fp16) mantissa bits; state stays fp32
     seed = torch.seed() % 2**31
-    check_backend("gpu", kernel_device(), dtype, 3e-2 if dtype == torch.bfloat16 else 4e-3, case, seed)
+    check_backend("gpu", kernel_device(), dtype, 3e-2 if dtype == torch.bfloat16 else 4e-3, case, seed, cell=cell)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])
@@ -190,8 +204,9 @@ def test_threaded_and_serial_cpu_kernels_are_cached_apart(tmp_path):
         U, x, bias, c0 = torch.randn(2, 1, 24), torch.randn(2, 1, 8), torch.zeros(16), torch.zeros(1, 8)
         for serial in (True, False):  # serial first: the order that used to leave the threaded forward serial
             cpu_kernels.runs_serial = lambda states, threads: serial
-            h, c_all, _ = ops._cpu_forward(U, x, bias, c0, None, None, 8, 1, 3, True)
-            ops._cpu_backward(U, x, bias, c0, None, None, c_all, torch.ones_like(h), c0, 8, 1, 3, True)
+            inp, opt = ops.Inputs(U, x, None, bias, c0, None, None), ops.Options(8, False, True, False)
+            h, c_all, _ = ops._cpu_forward(inp, opt)
+            ops._cpu_backward(inp, opt, c_all, torch.ones_like(h), c0)
     """
     subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)), check=True,
                    timeout=600)

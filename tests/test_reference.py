@@ -5,30 +5,52 @@ import torch
 from sru import recurrence_reference
 
 
+@pytest.mark.parametrize("cell", ["2017", "2018", "2018-noskip"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("use_tanh", [True, False])
 @pytest.mark.parametrize("k", [3, 4])
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("with_drop", [False, True])
-def test_reference_gradcheck(bidirectional, use_tanh, k, with_mask, with_drop):
+def test_reference_gradcheck(bidirectional, use_tanh, k, with_mask, with_drop, cell):
+    """Both cells (2018: weight_c in the gates, dropout on the gate; with and without a skip term)."""
+    if cell == "2018-noskip" and k == 4:
+        pytest.skip("no skip term means k = 3")
     torch.manual_seed(0)
     L, B, d = 4, 3, 5
     D = 2 if bidirectional else 1
     kw = dict(dtype=torch.float64, requires_grad=True)
     U = torch.randn(L, B, D * k * d, **kw)
-    x = torch.randn(L, B, D * d, **kw) if k == 3 else None
+    x = torch.randn(L, B, D * d, **kw) if k == 3 and cell != "2018-noskip" else None
+    weight_c = torch.randn(D * 2 * d, **kw) if cell != "2017" else None
     bias = torch.randn(D * 2 * d, **kw)
     c0 = torch.randn(B, D * d, **kw)
     mask = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 1]], dtype=torch.bool) if with_mask else None
     drop = (torch.rand(B, D * d, dtype=torch.float64) > 0.4).double() / 0.6 if with_drop else None
-    inputs = tuple(t for t in (U, x, bias, c0) if t is not None)
+    names = [n for n, t in dict(U=U, x=x, weight_c=weight_c, bias=bias, c0=c0).items() if t is not None]
+    inputs = tuple(t for t in (U, x, weight_c, bias, c0) if t is not None)
 
     def fn(*args):
-        U_, *rest = args
-        x_ = rest.pop(0) if k == 3 else None
-        return recurrence_reference(U_, x_, rest[0], rest[1], mask, d, bidirectional, use_tanh, drop)
+        a = dict(zip(names, args))
+        return recurrence_reference(a["U"], a.get("x"), a["bias"], a["c0"], mask, d, bidirectional, use_tanh, drop,
+                                    weight_c=a.get("weight_c"), drop_gate=cell != "2017")
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+def test_reference_2018_cell_by_hand():
+    """One step, one unit of the 2018 cell with dropout on the gate and a rescaled highway, worked out by hand."""
+    U = torch.tensor([[[0.5, 0.0, 1.0]]], dtype=torch.float64)   # u0 = 0.5, u1 = 0, u2 = 1
+    x = torch.tensor([[[2.0]]], dtype=torch.float64)
+    weight_c = torch.tensor([0.5, -1.0], dtype=torch.float64)     # v_f, v_r
+    bias = torch.tensor([-0.5, 0.0], dtype=torch.float64)         # b_f, b_r
+    c0 = torch.tensor([[1.0]], dtype=torch.float64)
+    drop = torch.tensor([[2.0]], dtype=torch.float64)              # kept, scaled by 1/(1 - 0.5)
+    h, c = recurrence_reference(U, x, bias, c0, None, 1, False, False, drop, weight_c=weight_c, drop_gate=True)
+    f = torch.sigmoid(torch.tensor(0.0 + 0.5 * 1.0 - 0.5, dtype=torch.float64))   # = 0.5
+    r = torch.sigmoid(torch.tensor(1.0 - 1.0 * 1.0 + 0.0, dtype=torch.float64))   # = 0.5
+    c_expected = 0.5 + (1.0 - 0.5) * f                                            # c = u0 + (c0 - u0) f
+    assert torch.allclose(c, c_expected.view(1, 1))
+    assert torch.allclose(h, (2.0 + (c_expected - 2.0) * 2.0 * r).view(1, 1, 1))  # h = x + (c - x) m r
 
 
 def test_reference_matches_the_equations_by_hand():

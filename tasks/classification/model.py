@@ -57,8 +57,8 @@ class SentenceClassifier(nn.Module):
         if cfg.kind == "cnn":
             self.encoder = KimCNN(dim, list(cfg.widths), cfg.maps)
         elif cfg.kind in ("lstm", "sru"):
-            extra = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh,
-                         highway_bias=cfg.highway_bias) if cfg.kind == "sru" else {}
+            extra = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh, highway_bias=cfg.highway_bias,
+                         cell=cfg.cell) if cfg.kind == "sru" else {}
             self.encoder = LastStateRNN(cfg.kind, dim, cfg.hidden, cfg.layers, cfg.dropout, **extra)
         else:
             raise ValueError(f"model.kind={cfg.kind!r}: expected 'cnn', 'lstm' or 'sru'")

@@ -7,6 +7,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from sru import SRU
 
 RNN_KINDS = ("lstm", "sru")
+# The paper's cell as the authors' 2017 code ran it, which every table uses: no weight_c, dropout on g(c) only,
+# no rescaled highway (sru.SRU's defaults are sru 2.6's 2018 cell). model.cell in the configs pins it.
+PAPER_CELL = dict(cell="2017", rescale=False)
 
 
 def rnn_model_checks(m):
@@ -18,7 +21,7 @@ def rnn_model_checks(m):
 
 
 def make_rnn(kind, input_size, hidden, layers, dropout=0.0, rnn_dropout=0.0, bidirectional=False,
-             use_tanh=True, highway_bias=0.0, forget_bias=None):
+             use_tanh=True, highway_bias=0.0, forget_bias=None, cell=None):
     """nn.LSTM (cuDNN on a GPU) or SRU, (length, batch, features) in and out.
 
     dropout: between layers (nn.LSTM and SRU alike; nn.LSTM warns when given dropout with one
@@ -36,8 +39,11 @@ def make_rnn(kind, input_size, hidden, layers, dropout=0.0, rnn_dropout=0.0, bid
                         p[hidden:2 * hidden] = forget_bias if name.startswith("bias_ih") else 0.0
         return lstm
     if kind == "sru":
+        if cell is None:
+            raise ValueError("model.kind=sru needs model.cell: '2017' (the paper's cell, every table's) or '2018' (sru "
+                             "2.x's); set it in the model config")
         return SRU(input_size, hidden, num_layers=layers, dropout=dropout, rnn_dropout=rnn_dropout,
-                   bidirectional=bidirectional, use_tanh=use_tanh, highway_bias=highway_bias)
+                   bidirectional=bidirectional, use_tanh=use_tanh, highway_bias=highway_bias, cell=cell, rescale=False)
     raise ValueError(f"model.kind={kind!r}: expected one of {RNN_KINDS}")
 
 

@@ -7,14 +7,14 @@ from tasks.common.models import make_rnn
 
 
 class RNNLM(nn.Module):
-    def __init__(self, vocab_size, kind, layers, hidden, dropout, rnn_dropout, highway_bias, use_tanh):
+    def __init__(self, vocab_size, kind, layers, hidden, dropout, rnn_dropout, highway_bias, use_tanh, cell=None):
         super().__init__()
         self.kind = kind
         self.embed = nn.Embedding(vocab_size, hidden)  # embedding size = hidden, for tying
         self.drop = nn.Dropout(dropout)                # on the embedding output and softmax input
         # rnn_dropout: between layers, and (SRU) variational inside each layer too
         self.rnn = make_rnn(kind, hidden, hidden, layers, dropout=rnn_dropout, rnn_dropout=rnn_dropout,
-                            use_tanh=use_tanh, highway_bias=highway_bias)
+                            use_tanh=use_tanh, highway_bias=highway_bias, cell=cell)
         self.out = nn.Linear(hidden, vocab_size)
         self.out.weight = self.embed.weight            # tied input/output embeddings
         # the authors' init (train_lm.py): U(+-sqrt(3/d)) for the embedding and every LSTM matrix,
@@ -42,4 +42,4 @@ def build_model(cfg, model_args):
     """The model a config describes (model_args: what the data decided: vocab size, actual hidden)."""
     m = cfg.model
     return RNNLM(model_args["vocab_size"], m.kind, m.layers, model_args["hidden"], m.dropout, m.rnn_dropout,
-                 m.highway_bias, m.use_tanh)
+                 m.highway_bias, m.use_tanh, m.get("cell"))

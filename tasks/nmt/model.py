@@ -22,11 +22,11 @@ from tasks.common.models import make_rnn
 
 
 class Encoder(nn.Module):
-    def __init__(self, kind, vocab, emb, hidden, layers, dropout):
+    def __init__(self, kind, vocab, emb, hidden, layers, dropout, **sru_options):
         super().__init__()
         self.kind, self.layers = kind, layers
         self.embed = nn.Embedding(vocab, emb, padding_idx=0)
-        self.rnn = make_rnn(kind, emb, hidden // 2, layers, dropout=dropout, bidirectional=True)
+        self.rnn = make_rnn(kind, emb, hidden // 2, layers, dropout=dropout, bidirectional=True, **sru_options)
 
     def forward(self, src, lengths):
         """memory (B, S, hidden), decoder start state."""
@@ -42,7 +42,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, kind, vocab, emb, hidden, layers, dropout, input_feed):
+    def __init__(self, kind, vocab, emb, hidden, layers, dropout, input_feed, **sru_options):
         super().__init__()
         if input_feed and kind != "lstm":
             raise UserError(f"model.input_feed=true needs the LSTM decoder: input feeding makes every step wait for "
@@ -50,7 +50,7 @@ class Decoder(nn.Module):
                             f"in one call (OpenNMT's SRU asserted input_feed 0); set model.input_feed=false")
         self.kind, self.input_feed, self.hidden = kind, input_feed, hidden
         self.embed = nn.Embedding(vocab, emb, padding_idx=0)
-        self.rnn = make_rnn(kind, emb + (hidden if input_feed else 0), hidden, layers, dropout=dropout)
+        self.rnn = make_rnn(kind, emb + (hidden if input_feed else 0), hidden, layers, dropout=dropout, **sru_options)
         self.attn_in = nn.Linear(hidden, hidden, bias=False)      # "general": h_t . W h_s
         self.attn_out = nn.Linear(2 * hidden, hidden, bias=False)
         self.drop = nn.Dropout(dropout)
@@ -86,9 +86,10 @@ class Seq2Seq(nn.Module):
         a = model_args
         if cfg.hidden % 2:
             raise UserError(f"model.hidden={cfg.hidden}: must be even (the bidirectional encoder splits it in two)")
-        self.encoder = Encoder(cfg.kind, a["src_vocab"], a["emb"], a["hidden"], cfg.layers, cfg.dropout)
+        sru_options = dict(use_tanh=cfg.use_tanh, cell=cfg.cell) if cfg.kind == "sru" else {}
+        self.encoder = Encoder(cfg.kind, a["src_vocab"], a["emb"], a["hidden"], cfg.layers, cfg.dropout, **sru_options)
         self.decoder = Decoder(cfg.kind, a["tgt_vocab"], a["emb"], a["hidden"], cfg.layers, cfg.dropout,
-                               cfg.input_feed)
+                               cfg.input_feed, **sru_options)
         self.generator = nn.Linear(a["hidden"], a["tgt_vocab"])
         if cfg.tie_embeddings:  # decoder input and output embeddings shared (needs emb == hidden)
             if a["emb"] != a["hidden"]:

@@ -24,7 +24,8 @@ class AcousticModel(nn.Module):
         super().__init__()
         a = model_args
         self.kind, self.future = cfg.kind, 0 if cfg.bidirectional else lookahead_steps(cfg.future_frames, a["stack"])
-        own = (dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh, highway_bias=cfg.highway_bias) if cfg.kind == "sru"
+        own = (dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh, highway_bias=cfg.highway_bias, cell=cfg.cell)
+               if cfg.kind == "sru"
                else dict(forget_bias=cfg.get("forget_bias")))
         self.rnn = make_rnn(cfg.kind, a["input_size"], a["hidden"], cfg.layers, dropout=cfg.dropout,
                             bidirectional=cfg.bidirectional, **own)

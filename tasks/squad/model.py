@@ -52,7 +52,7 @@ class StackedBiRNN(nn.Module):
     Then dropout on the output (DrQA's dropout_rnn_output)."""
 
     def __init__(self, kind, input_size, hidden, layers, dropout, concat_layers, rnn_dropout=0.0, use_tanh=True,
-                 highway_bias=0.0):
+                 highway_bias=0.0, cell=None):
         super().__init__()
         self.kind, self.dropout, self.concat_layers = kind, dropout, concat_layers
         if kind == "lstm":
@@ -61,7 +61,8 @@ class StackedBiRNN(nn.Module):
         elif kind == "sru":
             self.layers = nn.ModuleList(
                 SRUCell(input_size if i == 0 else 2 * hidden, hidden, dropout=dropout, rnn_dropout=rnn_dropout,
-                        bidirectional=True, use_tanh=use_tanh, highway_bias=highway_bias) for i in range(layers))
+                        bidirectional=True, use_tanh=use_tanh, highway_bias=highway_bias, cell=cell, rescale=False)
+                for i in range(layers))
         else:
             raise ValueError(f"model.kind={kind!r}: expected 'lstm' or 'sru'")
         self.output_size = 2 * hidden * (layers if concat_layers else 1)
@@ -156,8 +157,8 @@ class DocReader(nn.Module):
             self.tag_embedding.update({k: nn.Embedding(n, cfg[f"{k}_dim"]) for k, n in self.tags.items()})
         tag_width = sum(cfg[f"{k}_dim"] if cfg.tag_embedding else n - 2 for k, n in self.tags.items())
         doc_input = 2 * dim + NUM_FEATURES + tag_width
-        sru_options = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh,
-                           highway_bias=cfg.highway_bias) if cfg.kind == "sru" else {}
+        sru_options = dict(rnn_dropout=cfg.rnn_dropout, use_tanh=cfg.use_tanh, highway_bias=cfg.highway_bias,
+                           cell=cfg.cell) if cfg.kind == "sru" else {}
         self.doc_rnn = StackedBiRNN(cfg.kind, doc_input, a["hidden"], cfg.layers, cfg.dropout, cfg.concat_layers,
                                     **sru_options)
         self.question_rnn = StackedBiRNN(cfg.kind, dim, a["hidden"], cfg.layers, cfg.dropout, cfg.concat_layers,
