@@ -11,7 +11,8 @@ Rows, all measured in the same run with one TF32 setting:
   gemm-mkl the same GEMMs through torch's default fp32 matmul (MKL on the CPU), for comparison
            (CPU only, and only when the route is not already that)
   naive    the SRU with the plain-PyTorch reference recurrence (autograd over a time loop)
-  sru-*    our SRU layer with each fused backend available here (and bf16 on GPU)
+  sru-*    our SRU layer, the paper's cell (cell="2017", tanh), with each fused backend available here (and
+           bf16 on GPU); sru-*-2018: the same backend with the 2018 cell of sru 2.x at sru 2.6's defaults
 Each cell is the median of repeated timings after warm-up (CUDA events on GPU).
 Writes bench.json, bench.md and bench.png to --out and prints the table; --logger wandb also logs the grid
 as a W&B run (offline unless WANDB_MODE says otherwise) for the dashboard's Figure 1 view
@@ -32,6 +33,7 @@ from . import gemm
 from .modules import SRUCell
 
 GRID = [(32, 256), (32, 512), (128, 256), (128, 512), (256, 1024)]
+PAPER_CELL = dict(cell="2017", use_tanh=True, rescale=False)  # Figure 1's layer: the paper's cell
 
 
 def parse_sizes(text):
@@ -78,13 +80,15 @@ def make_rows(d, device, backends):
     rows["gemm"] = (None, torch.float32, lambda x: gemm.matmul(x.reshape(-1, d), weight))
     if device.type == "cpu" and gemm.cpu_route() != "mkl":
         rows["gemm-mkl"] = (None, torch.float32, lambda x: x.reshape(-1, d) @ weight)
-    naive = SRUCell(d, d, backend="reference").to(device)
+    naive = SRUCell(d, d, backend="reference", **PAPER_CELL).to(device)
     rows["naive"] = (naive, torch.float32, lambda x: naive(x)[0])
     for backend in backends:
-        cell = SRUCell(d, d, backend=backend).to(device)
+        cell = SRUCell(d, d, backend=backend, **PAPER_CELL).to(device)
         rows[f"sru-{backend}"] = (cell, torch.float32, lambda x, c=cell: c(x)[0])
+        cell2018 = SRUCell(d, d, backend=backend).to(device)
+        rows[f"sru-{backend}-2018"] = (cell2018, torch.float32, lambda x, c=cell2018: c(x)[0])
         if device.type == "cuda":
-            half = SRUCell(d, d, backend=backend).to(device, torch.bfloat16)
+            half = SRUCell(d, d, backend=backend, **PAPER_CELL).to(device, torch.bfloat16)
             rows[f"sru-{backend}-bf16"] = (half, torch.bfloat16, lambda x, c=half: c(x)[0])
     return rows
 
@@ -170,6 +174,11 @@ def markdown(results, info):
                 "-" if g is None else f"{g:.2f}x" for g, _ in row) + " |")
             lines.append(f"| lstm / {name} (speed-up) | " + " | ".join(
                 "-" if m is None else f"{m:.1f}x" for _, m in row) + " |")
+        for name in [n for n in fused if n.endswith("-2018")]:
+            paper = [cell.get((name[:-5], mode, l, d)) for l, d in sizes]
+            lines.append(f"| {name} / {name[:-5]} (2018 cell / paper's) | " + " | ".join(
+                "-" if p is None or cell.get((name, mode, l, d)) is None else f"{cell[(name, mode, l, d)] / p:.2f}x"
+                for p, (l, d) in zip(paper, sizes)) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -177,7 +186,7 @@ def markdown(results, info):
 def neighbour_check(device, batch, repeats=9, d=256, length=32):
     """Does an SRU call slow down the torch op that follows it? (CPU: numba's threads must not keep
     torch's off the cores.) Median ms of an nn.LSTM fwd+bwd alone, and right after an SRU fwd+bwd."""
-    lstm, cell = nn.LSTM(d, d).to(device), SRUCell(d, d).to(device)
+    lstm, cell = nn.LSTM(d, d).to(device), SRUCell(d, d, **PAPER_CELL).to(device)
     x = torch.randn(length, batch, d, device=device)
 
     def torch_op():

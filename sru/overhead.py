@@ -31,7 +31,7 @@ class _EmptyRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h, grad_cn):
-        U, _, bias, *_ = ctx.saved_tensors
+        U, _, _, bias, *_ = ctx.saved_tensors
         return torch.empty_like(U), None, torch.empty_like(bias), None, None
 
 

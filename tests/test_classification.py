@@ -122,7 +122,7 @@ def test_predictions_do_not_depend_on_batch_padding(kind):
     words = [f"w{i}" for i in range(30)]
     vocab = Vocab(words, specials=["<pad>"])
     cfg = OmegaConf.create(dict(kind=kind, widths=[3, 4, 5], maps=8, layers=2, hidden=16, dropout=0.5,
-                                rnn_dropout=0.0, use_tanh=True, highway_bias=0.0))
+                                rnn_dropout=0.0, use_tanh=True, highway_bias=0.0, cell="2017"))
     model = SentenceClassifier(torch.randn(len(vocab), 10), 3, cfg).eval()
     examples = [(0, words[:2]), (1, words[5:17]), (2, words[3:4]), (0, words[:29]), (1, [])]  # CR has empties
     batch = make_batches(encode(examples, vocab), 5, shuffle=False, min_len=5)[0]

@@ -118,14 +118,17 @@ def test_dropout_is_inside_the_highway_so_a_shut_gate_makes_training_equal_eval(
     assert [layer.dropout for layer in rnn.layers] == [0.7, 0.7, 0.0]   # the last layer gets none
 
 
+@pytest.mark.parametrize("cell_kind", ["2017", "2018"])
 @pytest.mark.parametrize("backend", ["reference", "cpu", "gpu"])
-def test_dropout_mask_is_per_sequence_constant_over_time_and_scaled(backend):
+def test_dropout_mask_is_per_sequence_constant_over_time_and_scaled(backend, cell_kind):
     """Highway bias +30 (r ~ 1, h ~ g(c)); dropout does not touch c, so h_train / h_eval is the mask:
-    0 or 1/(1-p), the same at every step of a sequence, different between sequences."""
+    0 or 1/(1-p), the same at every step of a sequence, different between sequences. The 2018 cell without a
+    skip term (h = g(c) m r) shows its mask the same way."""
     seed = torch.seed() % 2**31
     device = kernel_device() if backend == "gpu" else "cpu"
     # 32 units: two sequences draw equal masks with probability 2^-32 (with 8, 1 in 256 runs failed by chance)
-    cell = SRUCell(8, 32, dropout=0.5, highway_bias=30.0, backend=backend).to(device)
+    kw = dict(cell="2017", use_tanh=True) if cell_kind == "2017" else dict(has_skip_term=False)
+    cell = SRUCell(8, 32, dropout=0.5, highway_bias=30.0, backend=backend, **kw).to(device)
     x = torch.randn(12, 6, 8, device=device)
     h_train, c_train = cell.train()(x)
     h_eval, c_eval = cell.eval()(x)
@@ -215,7 +218,8 @@ def test_empty_batch_gives_empty_outputs_and_zero_length_a_clear_error():
 
 
 @pytest.mark.parametrize("args, error, words", [
-    (dict(x=None), ValueError, "highway input x"),                       # k=3 without x: Triton would read U
+    (dict(weight_c=torch.zeros(7)), ValueError, "weight_c must have shape (10,)"),
+    (dict(U=torch.randn(6, 2, 20)), ValueError, "k=4"),                  # x given with k=4: one highway too many
     (dict(hidden_size=4), ValueError, "hidden_size=4"),                  # out of bounds on a GPU
     (dict(bias=torch.zeros(7)), ValueError, "bias must have shape (10,)"),
     (dict(c0=torch.zeros(3, 5)), ValueError, "c0 must have shape (2, 5)"),
@@ -232,9 +236,10 @@ def test_recurrence_validates_its_arguments(args, error, words):
     assert words in str(info.value)
 
 
+@pytest.mark.parametrize("cell", ["2017", "2018"])
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])
 @pytest.mark.parametrize("k, with_drop", [(3, True), (4, False)])
-def test_custom_ops_pass_opcheck(backend, k, with_drop):
+def test_custom_ops_pass_opcheck(backend, k, with_drop, cell):
     """torch.library.opcheck: schema, autograd registration, fake tensors, AOT dispatch."""
     from sru import ops
     if backend == "gpu" and kernel_device() == "cpu" and not ops.triton_interpreted():
@@ -248,8 +253,9 @@ def test_custom_ops_pass_opcheck(backend, k, with_drop):
     mask = torch.zeros(L, B, dtype=torch.uint8, device=device)
     mask[3:, 1] = 1
     drop = (torch.rand(B, D * d, device=device) > 0.5).float() * 2 if with_drop else None
+    weight_c = torch.randn(D * 2 * d, device=device, requires_grad=True) if cell == "2018" else None
     op = ops._cpu_op if backend == "cpu" else ops._gpu_op
-    torch.library.opcheck(op, (U, x, bias, c0, mask, drop, d, True, True))
+    torch.library.opcheck(op, (*ops.Inputs(U, x, weight_c, bias, c0, mask, drop), d, True, True, cell == "2018"))
 
 
 def test_cpu_kernels_follow_torch_thread_count():

@@ -134,7 +134,7 @@ def test_unidirectional_output_reads_at_most_future_frames_raw_frames_ahead(kind
     seed, stack, future, bins = 20261202, 3, 5, 4
     torch.manual_seed(seed)
     cfg = OmegaConf.create(dict(kind=kind, layers=2, hidden=8, bidirectional=False, future_frames=future, dropout=0.0,
-                                rnn_dropout=0.0, use_tanh=True, highway_bias=0.0))
+                                rnn_dropout=0.0, use_tanh=True, highway_bias=0.0, cell="2017"))
     model = AcousticModel(cfg, dict(input_size=bins * stack, hidden=8, symbols=5, stack=stack)).eval()
     assert lookahead_steps(future, stack) == 1 and lookahead_steps(2, stack) == 0 and lookahead_steps(6, 3) == 2
     raw = torch.randn(60, bins)
