@@ -7,6 +7,7 @@ alternation on the same inputs and weights, with the GEMM floor (sru.gemm.matmul
 same loop; each cell is the median. Used for docs/benchmarks.md (issue 20). CPU only.
 """
 import argparse
+import inspect
 import pathlib
 import statistics
 import subprocess
@@ -48,6 +49,13 @@ def step_functions(mode, layers, W, x, gy):
             **{name: (lambda m=m: m(x)[0].backward(gy)) for name, m in layers.items()}}
 
 
+def paper_cell(package):
+    """The keywords that give the paper's cell (tanh) in `package`: commits before the 2018 cell had no `cell`."""
+    if "cell" in inspect.signature(package.SRUCell).parameters:
+        return dict(cell="2017", use_tanh=True, rescale=False)
+    return dict(use_tanh=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--old", required=True, help="the commit to compare against (any git revision)")
@@ -63,8 +71,8 @@ def main(argv=None):
         print("|---|---|---|---|---|---|---|")
         for L, B, d in (tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")):
             torch.manual_seed(0)
-            new = sru.SRUCell(d, d, backend="cpu")
-            old = sru_old.SRUCell(d, d, backend="cpu")
+            new = sru.SRUCell(d, d, backend="cpu", **paper_cell(sru))
+            old = sru_old.SRUCell(d, d, backend="cpu", **paper_cell(sru_old))
             old.load_state_dict(new.state_dict())
             W = torch.nn.Parameter(new.weight.detach().clone())
             x, gy = torch.randn(L, B, d, requires_grad=True), torch.randn(L, B, d)

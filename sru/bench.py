@@ -12,7 +12,8 @@ Rows, all measured in the same run with one TF32 setting:
            (CPU only, and only when the route is not already that)
   naive    the SRU with the plain-PyTorch reference recurrence (autograd over a time loop)
   sru-*    our SRU layer, the paper's cell (cell="2017", tanh), with each fused backend available here (and
-           bf16 on GPU); sru-*-2018: the same backend with the 2018 cell of sru 2.x at sru 2.6's defaults
+           bf16 on GPU); sru-*-2018: the same backend with the 2018 cell of sru 2.x (sru 2.6's SRUCell defaults
+           but tanh, as the paper's row, so that the two rows differ by the cell alone)
 Each cell is the median of repeated timings after warm-up (CUDA events on GPU).
 Writes bench.json, bench.md and bench.png to --out and prints the table; --logger wandb also logs the grid
 as a W&B run (offline unless WANDB_MODE says otherwise) for the dashboard's Figure 1 view
@@ -85,7 +86,7 @@ def make_rows(d, device, backends):
     for backend in backends:
         cell = SRUCell(d, d, backend=backend, **PAPER_CELL).to(device)
         rows[f"sru-{backend}"] = (cell, torch.float32, lambda x, c=cell: c(x)[0])
-        cell2018 = SRUCell(d, d, backend=backend).to(device)
+        cell2018 = SRUCell(d, d, backend=backend, use_tanh=True).to(device)  # tanh as the paper's row: the cells alone differ
         rows[f"sru-{backend}-2018"] = (cell2018, torch.float32, lambda x, c=cell2018: c(x)[0])
         if device.type == "cuda":
             half = SRUCell(d, d, backend=backend, **PAPER_CELL).to(device, torch.bfloat16)

@@ -104,15 +104,27 @@ def _cpu_backward(inp, opt, c_all, grad_h, grad_cn):
     d = opt.hidden_size
     grad_U = torch.empty_like(inp.U)
     grad_x = None if inp.x is None else torch.empty_like(inp.x)
-    grad_wc = torch.empty(B, D * 2 * d, dtype=torch.float32)
     grad_bias = torch.empty(B, D * 2 * d, dtype=torch.float32)
     grad_c0 = torch.empty(B, D * d, dtype=torch.float32)
     kernel, blocks = _cpu_kernel("backward", grad_h.numel(), B, D, d)
     kernel(*_cpu_arrays(inp, opt), c_all.numpy().reshape(L, B, D, d), grad_h.numpy().reshape(L, B, D, d),
            grad_cn.numpy().reshape(B, D, d), grad_U.numpy().reshape(L, B, D, K, d),
-           _NO_X if grad_x is None else grad_x.numpy().reshape(L, B, D, d), grad_wc.numpy().reshape(B, D, 2, d),
+           _NO_X if grad_x is None else grad_x.numpy().reshape(L, B, D, d),
            grad_bias.numpy().reshape(B, D, 2, d), grad_c0.numpy().reshape(B, D, d), *blocks)
+    grad_wc = None if inp.weight_c is None else _weight_c_partials(grad_U, c_all, inp.c0, L, B, D, K, d)
     return grad_U, grad_x, grad_wc, grad_bias, grad_c0
+
+
+def _weight_c_partials(grad_U, c_all, c0, L, B, D, K, d):
+    """weight_c's gradient as per-sequence partial sums (B, D*2*d): sum over t of the gates' pre-activation
+    gradients (grad_U's slots 1, 2; zero at padding) times c_{t-1}, each direction's c_{t-1} in its time order."""
+    c = c_all.view(L, B, D, d)
+    c_prev = torch.empty_like(c)
+    c_prev[0, :, 0], c_prev[1:, :, 0] = c0.view(B, D, d)[:, 0], c[:-1, :, 0]
+    if D == 2:
+        c_prev[L - 1, :, 1], c_prev[:L - 1, :, 1] = c0.view(B, D, d)[:, 1], c[1:, :, 1]
+    gates = grad_U.view(L, B, D, K, d)[:, :, :, 1:3]
+    return (gates * c_prev.unsqueeze(3)).sum(0).view(B, D * 2 * d)
 
 
 def _gpu_forward(inp, opt, keep_c=True):

@@ -298,3 +298,33 @@ def test_the_fused_layer_equals_the_reference_with_frozen_weights_and_batch_firs
     for got, want in zip(results[1], results[0]):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), f"seed {seed}"
 
+
+
+@pytest.mark.parametrize("cell", ["2017", "2018"])
+def test_torch_export_with_dynamic_length_and_batch_matches_eager(cell):
+    """torch.export traces the fused op (its fake implementation gives the shapes) with a dynamic length and
+    batch; the exported program equals eager at other shapes, mask and c0 included."""
+    torch.manual_seed(0)
+    kw = dict(cell="2017", use_tanh=True) if cell == "2017" else dict(layer_norm=True, rescale=True)
+    rnn = SRU(5, 4, num_layers=2, bidirectional=True, backend="cpu", **kw).eval()
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x, c0, mask):
+            return self.rnn(x, c0, mask_pad=mask)
+
+    length, batch = torch.export.Dim("length", min=2, max=64), torch.export.Dim("batch", min=2, max=64)
+    args = (torch.randn(6, 3, 5), torch.randn(2, 3, 8), torch.zeros(6, 3, dtype=torch.bool))
+    exported = torch.export.export(Model(), args, dynamic_shapes=({0: length, 1: batch}, {1: batch},
+                                                                  {0: length, 1: batch}))
+    for L, B in ((9, 2), (3, 5)):
+        x, c0 = torch.randn(L, B, 5), torch.randn(2, B, 8)
+        mask = torch.zeros(L, B, dtype=torch.bool)
+        mask[L - 1:, 0] = True
+        want = Model()(x, c0, mask)
+        got = exported.module()(x, c0, mask)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
