@@ -36,18 +36,19 @@ def _dims(inp, opt):
 # --- cpu: numba kernels on numpy views of contiguous float32 tensors ---------------------
 _NO_X = np.zeros((1, 1, 1, 1), np.float32)  # stand-ins keep numba's argument types fixed
 _NO_MASK = np.zeros((1, 1), np.uint8)
-_CONSTANTS = {}  # (value, size) -> a read-only buffer, grown as needed: no allocation per call
+_CONSTANTS = {}  # (value, shape) -> a read-only array: no allocation per call
 
 
 def _constant(value, shape):
     """A read-only float32 array of `shape` filled with `value` (ones: no dropout; zeros: no weight_c)."""
-    n = int(np.prod(shape))
-    buf = _CONSTANTS.get(value)
-    if buf is None or buf.size < n:
-        buf = np.full(max(n, 1), value, np.float32)
-        buf.flags.writeable = False
-        _CONSTANTS[value] = buf
-    return buf[:n].reshape(shape)
+    array = _CONSTANTS.get((value, shape))
+    if array is None:
+        if len(_CONSTANTS) > 64:  # shapes follow the batch size: keep the last few only
+            _CONSTANTS.clear()
+        array = np.full(shape, value, np.float32)
+        array.flags.writeable = False
+        _CONSTANTS[(value, shape)] = array
+    return array
 
 
 _THREADS = threading.local()  # numba's thread count is per calling thread; set it only when it changes
