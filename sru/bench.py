@@ -184,6 +184,37 @@ def markdown(results, info):
     return "\n".join(lines)
 
 
+def cell_check(device, batch, repeats=15, d=512, length=128):
+    """The 2018 cell's cost over the paper's, both with tanh, alternating call by call in this process (the
+    grid's rows run apart, minutes apart, and this machine's noise moves them by +-10%): median ms, fwd and
+    fwd+bwd."""
+    torch.manual_seed(0)
+    cells = {"2017": SRUCell(d, d, **PAPER_CELL).to(device), "2018": SRUCell(d, d, use_tanh=True).to(device)}
+    x = torch.randn(length, batch, d, device=device, requires_grad=True)
+    gy = torch.randn(length, batch, d, device=device)
+    out = dict(l=length, d=d)
+    for mode in ("fwd", "fwd+bwd"):
+        def call(cell):
+            if mode == "fwd":
+                with torch.no_grad():
+                    cell(x)
+            else:
+                cell(x)[0].backward(gy)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        for cell in cells.values():
+            call(cell)
+            call(cell)
+        times = {name: [] for name in cells}
+        for _ in range(repeats):
+            for name, cell in cells.items():
+                t0 = time.perf_counter()
+                call(cell)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+        out[mode] = {name: statistics.median(t) for name, t in times.items()}
+    return out
+
+
 def neighbour_check(device, batch, repeats=9, d=256, length=32):
     """Does an SRU call slow down the torch op that follows it? (CPU: numba's threads must not keep
     torch's off the cores.) Median ms of an nn.LSTM fwd+bwd alone, and right after an SRU fwd+bwd."""
@@ -297,13 +328,18 @@ def main(argv=None):
     results = run(args.sizes, device, args.batch, args.warmup, args.repeats, args.budget,
                   skip=set(filter(None, args.skip.split(","))))
     neighbour = neighbour_check(device, args.batch)
+    cells = cell_check(device, args.batch, repeats=max(3, 3 * args.repeats))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(results, info) + (
         f"\nA torch op right after an SRU call ({neighbour['op']}, {neighbour['threads']} torch threads): "
         f"{neighbour['alone_ms']:.2f} ms alone, {neighbour['after_sru_ms']:.2f} ms right after an SRU fwd+bwd "
-        f"({neighbour['after_sru_ms'] / neighbour['alone_ms']:.2f}x).")
-    (out / "bench.json").write_text(json.dumps(dict(machine=info, results=results, neighbour=neighbour), indent=1))
+        f"({neighbour['after_sru_ms'] / neighbour['alone_ms']:.2f}x).\n"
+        f"The 2018 cell against the paper's (tanh both), alternating, l={cells['l']}, d={cells['d']}: " + "; ".join(
+            f"{mode} {cells[mode]['2018']:.2f} / {cells[mode]['2017']:.2f} ms = "
+            f"{cells[mode]['2018'] / cells[mode]['2017']:.2f}x" for mode in ("fwd", "fwd+bwd")) + ".")
+    (out / "bench.json").write_text(json.dumps(dict(machine=info, results=results, neighbour=neighbour, cells=cells),
+                                               indent=1))
     (out / "bench.md").write_text(table + "\n")
     plot(results, info, out / "bench.png")
     if args.logger == "wandb":

@@ -118,14 +118,14 @@ def _cpu_backward(inp, opt, c_all, grad_h, grad_cn):
 
 def _weight_c_partials(grad_U, c_all, c0, L, B, D, K, d):
     """weight_c's gradient as per-sequence partial sums (B, D*2*d): sum over t of the gates' pre-activation
-    gradients (grad_U's slots 1, 2; zero at padding) times c_{t-1}, each direction's c_{t-1} in its time order."""
-    c = c_all.view(L, B, D, d)
-    c_prev = torch.empty_like(c)
-    c_prev[0, :, 0], c_prev[1:, :, 0] = c0.view(B, D, d)[:, 0], c[:-1, :, 0]
-    if D == 2:
-        c_prev[L - 1, :, 1], c_prev[:L - 1, :, 1] = c0.view(B, D, d)[:, 1], c[1:, :, 1]
-    gates = grad_U.view(L, B, D, K, d)[:, :, :, 1:3]
-    return (gates * c_prev.unsqueeze(3)).sum(0).view(B, D * 2 * d)
+    gradients (grad_U's slots 1, 2; zero at padding) times c_{t-1}, each direction's c_{t-1} in its time order
+    (c0 at its first step)."""
+    gates, c, c0 = grad_U.view(L, B, D, K, d)[:, :, :, 1:3], c_all.view(L, B, D, 1, d), c0.view(B, D, 1, d)
+    out = torch.empty(B, D, 2, d, dtype=torch.float32)
+    out[:, 0] = (gates[1:, :, 0] * c[:-1, :, 0]).sum(0) + gates[0, :, 0] * c0[:, 0]
+    if D == 2:  # time runs backwards: c_{t-1} is the state at t + 1
+        out[:, 1] = (gates[:-1, :, 1] * c[1:, :, 1]).sum(0) + gates[L - 1, :, 1] * c0[:, 1]
+    return out.view(B, D * 2 * d)
 
 
 def _gpu_forward(inp, opt, keep_c=True):
