@@ -328,3 +328,36 @@ def test_torch_export_with_dynamic_length_and_batch_matches_eager(cell):
         got = exported.module()(x, c0, mask)
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b)
+
+
+def test_readme_api_example_runs_as_written():
+    """The README's first Python block (both cells), executed as printed."""
+    import re
+    from helpers import ROOT
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["output"].shape == (20, 32, 128) and scope["c_n"].shape == (2, 32, 128)
+    assert scope["paper"].rnn_lst[0].cell == "2017" and scope["rnn"].rnn_lst[0].weight_c is not None
+
+
+def test_the_package_is_the_library_alone(tmp_path):
+    """`pip install .` builds the `sru` library alone (no tasks, scripts or tests), its page is the library's
+    (docs/pypi.md), its version is sru.__version__, and it needs torch, numpy and numba only (triton an extra)."""
+    import subprocess
+    import sys
+    import zipfile
+    import sru
+    from helpers import ROOT
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"sru"}, names
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert f"Version: {sru.__version__}" in meta
+    assert "drop-in for PyPI `sru` 2.6.0" in meta and "Table 1" not in meta   # the library's page, not the README
+    requires = sorted(line.split(":", 1)[1].split(">")[0].split("=")[0].strip() for line in meta.splitlines()
+                      if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    assert requires == ["numba", "numpy", "torch"], requires
