@@ -77,6 +77,28 @@ def _gates_from_sru26(v, D, d):
     return v.reshape(2, D, d).transpose(0, 1).reshape(v.shape)
 
 
+def state_dict_from_sru3(state_dict):
+    """A state_dict of sru 3.0.0.dev's SRU or SRUCell as sru 2.6's (which ``SRU`` / ``SRUCell`` load): 3.0 keeps
+    the GEMM in ``transform_module``, an ``nn.Linear`` (``transform_module.weight``, sru 2.6's ``weight``
+    transposed) or, with a projection, ``nn.Sequential(Linear, Linear)`` (``transform_module.0.weight`` and
+    ``.1.weight``: ``weight_proj`` and ``weight``, transposed); weight_c, bias, scale_x and layer_norm are
+    sru 2.6's. Build the module with sru 2.6's keywords (3.0's ``projection_size`` on a cell is ``n_proj``).
+    A custom transform module (any other key under it) raises ValueError."""
+    out = {}
+    for key, value in state_dict.items():
+        head, sep, tail = key.partition("transform_module.")
+        if not sep:
+            out[key] = value
+        elif tail in ("weight", "1.weight"):
+            out[head + "weight"] = value.t()
+        elif tail == "0.weight":
+            out[head + "weight_proj"] = value.t()
+        else:
+            raise ValueError(f"{key}: not the transform module sru 3.0 builds itself (nn.Linear, or two in an "
+                             f"nn.Sequential with a projection); a custom one's parameters have no sru 2.6 place")
+    return out
+
+
 class SRUCell(nn.Module):
     """One SRU layer (both directions when bidirectional); sru 2.6's SRUCell. See the module docstring.
 

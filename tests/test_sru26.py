@@ -210,3 +210,26 @@ def test_paper_cell_gives_todays_outputs_and_gradients(table):
                 assert torch.equal(got[name], want), f"{table} {key} {name}: max diff {(got[name] - want).abs().max()}"
             else:
                 torch.testing.assert_close(got[name], want, rtol=1e-12, atol=1e-13)
+
+
+SRU3 = torch.load(FIXTURES / "sru3_cases.pt", weights_only=True)["cases"]
+
+
+@pytest.mark.parametrize("i", range(len(SRU3)))
+def test_sru3_state_dict_converts_and_gives_its_outputs(i):
+    """sru 3.0.0.dev6's state_dict (transform_module.*) through state_dict_from_sru3 loads strictly into the same
+    configuration in sru 2.6's keywords and gives 3.0's outputs (scripts/make_sru3_fixture.py)."""
+    from sru import state_dict_from_sru3
+    case = SRU3[i]
+    module = CLASSES[case["cls"]](**case["kwargs26"], backend="reference").double().eval()
+    assert any("transform_module" in k for k in case["state"])
+    module.load_state_dict(state_dict_from_sru3(case["state"]), strict=True)
+    h, c_n = module(case["x"], case["c0"], mask_pad=case["mask"])
+    torch.testing.assert_close(h, case["h"], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(c_n, case["c_n"], rtol=1e-9, atol=1e-10)
+
+
+def test_sru3_custom_transform_module_is_refused():
+    from sru import state_dict_from_sru3
+    with pytest.raises(ValueError, match="transform_module.conv.weight"):
+        state_dict_from_sru3({"rnn_lst.0.transform_module.conv.weight": torch.zeros(2, 2)})
