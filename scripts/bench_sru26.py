@@ -16,7 +16,6 @@ import argparse
 import importlib
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -52,17 +51,6 @@ def layers(official, ours, d, device):
     return out
 
 
-def timed(fn, device):
-    import torch
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) * 1e3
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="32x256,128x512", help="LxD pairs")
@@ -72,6 +60,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     official, ours = import_both()
     import torch
+    from sru.bench import call_ms
     warnings.filterwarnings("ignore", message="Running SRU on CPU with grad_enabled=True")
     device = torch.device(args.device)
     print(f"sru {official.__version__} (official) vs this checkout; torch {torch.__version__}, {device}, "
@@ -96,7 +85,7 @@ def main(argv=None):
                 times = ([], [])
                 for _ in range(args.repeats):
                     for i, layer in enumerate(pair):
-                        times[i].append(timed(lambda: call(layer), device))
+                        times[i].append(call_ms(lambda: call(layer), device))
                 a, b = (statistics.median(t) for t in times)
                 print(f"| {cell} | {mode} | ({L}, {d}) | {a:.2f} | {b:.2f} | {a / b:.2f}x |", flush=True)
 

@@ -184,6 +184,17 @@ def markdown(results, info):
     return "\n".join(lines)
 
 
+def call_ms(fn, device):
+    """Milliseconds of one call of fn (a CUDA device synchronised before and after)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1e3
+
+
 def cell_check(device, batch, repeats=15, d=512, length=128):
     """The 2018 cell's cost over the paper's, both with tanh, alternating call by call in this process (the
     grid's rows run apart, minutes apart, and this machine's noise moves them by +-10%): median ms, fwd and
@@ -200,17 +211,13 @@ def cell_check(device, batch, repeats=15, d=512, length=128):
                     cell(x)
             else:
                 cell(x)[0].backward(gy)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
         for cell in cells.values():
             call(cell)
             call(cell)
         times = {name: [] for name in cells}
         for _ in range(repeats):
             for name, cell in cells.items():
-                t0 = time.perf_counter()
-                call(cell)
-                times[name].append((time.perf_counter() - t0) * 1e3)
+                times[name].append(call_ms(lambda: call(cell), device))
         out[mode] = {name: statistics.median(t) for name, t in times.items()}
     return out
 
@@ -232,13 +239,7 @@ def neighbour_check(device, batch, repeats=9, d=256, length=32):
         for _ in range(repeats):
             if before:
                 before()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            torch_op()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - t0) * 1e3)
+            times.append(call_ms(torch_op, device))
         return statistics.median(times)
 
     torch_op(), sru_op()  # warm-up (and numba's compile)
