@@ -361,3 +361,19 @@ def test_the_package_is_the_library_alone(tmp_path):
     requires = sorted(line.split(":", 1)[1].split(">")[0].split("=")[0].strip() for line in meta.splitlines()
                       if line.startswith("Requires-Dist:") and "extra ==" not in line)
     assert requires == ["numba", "numpy", "torch"], requires
+
+
+def test_importing_sru_changes_no_process_wide_setting():
+    """`import sru` loads neither numba nor triton and leaves torch's threads and numerics as they were (the first
+    CPU call sets numba's threading layer and thread count, as docs/pypi.md says)."""
+    import subprocess
+    import sys
+    code = ("import sys, torch; before = (torch.get_num_threads(), torch.get_default_dtype(), "
+            "torch.backends.mkldnn.matmul.fp32_precision, torch.are_deterministic_algorithms_enabled()); "
+            "import sru; after = (torch.get_num_threads(), torch.get_default_dtype(), "
+            "torch.backends.mkldnn.matmul.fp32_precision, torch.are_deterministic_algorithms_enabled()); "
+            "assert before == after, (before, after); "
+            "assert 'numba' not in sys.modules and 'triton' not in sys.modules, 'imported at import time'")
+    from helpers import ROOT
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
