@@ -60,8 +60,8 @@ table5: install
 report: install
 	$(BIN)/python -m scripts.report
 
-# On a CUDA box with this checkout installed; for the device image use scripts/gpu_check_prepare.sh + the device
-# tool (docs/benchmarks.md, "The device check")
+# On a CUDA machine with this checkout installed; on one without network, scripts/gpu_check_prepare.sh first
+# (docs/benchmarks.md, "The GPU check on a CUDA machine without network")
 gpu-check: install
 	PYTHON=$(BIN)/python bash scripts/gpu_check.sh
 

@@ -4,7 +4,7 @@ This machine's timings move by +-30% from run to run, so two `make bench` runs c
 Here the layer of commit REV (checked out into a temporary directory and imported as `sru_old`, its
 torch.library ops renamed so both register) and the working tree's layer run call by call in
 alternation on the same inputs and weights, with the GEMM floor (sru.gemm.matmul fwd, fwd+bwd) in the
-same loop; each cell is the median. Used for docs/benchmarks.md (issue 20). CPU only.
+same loop; each cell is the median. Used for docs/benchmarks.md. CPU only.
 """
 import argparse
 import inspect

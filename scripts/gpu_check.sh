@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The prepared GPU check, for the device image as it is (python3, torch, triton, numba, pytest; no network,
-# no hydra/omegaconf/wandb/spacy). Prepare on the CPU first: bash scripts/gpu_check_prepare.sh. Then
-#   device tool: run(command="bash scripts/gpu_check.sh", carry=[".gpu_check"], timeout_s=570)
-#   any CUDA box: bash scripts/gpu_check.sh [out_dir]
+# The GPU check, for a CUDA machine without network that has python3, torch, triton, numba and pytest (no
+# hydra/omegaconf/wandb/spacy). Prepare first, where the checkout is installed: bash scripts/gpu_check_prepare.sh;
+# then, on the CUDA machine, with .gpu_check/ beside the checkout's files: bash scripts/gpu_check.sh [out_dir]
 # Stages, each with its own time limit, every exit status recorded in summary.txt and every log kept whole
 # (nothing filtered): the kernel and module tests on the GPU (Triton compiled, not interpreted) after the
 # compile check; the Figure 1 benchmark on CUDA (fp32 with TF32 off, and bf16 SRU rows); one PTB smoke
-# epoch through the trainer in fp32 and in bf16; the SQuAD readers' timing. Six files come back.
+# epoch through the trainer in fp32 and in bf16; the SQuAD readers' timing. Six files land in the output directory.
 # GPU_CHECK_DEVICE=cpu runs the same flow on a machine without a GPU, with tiny settings (the dry run).
 set -u
 cd "$(dirname "$0")/.."

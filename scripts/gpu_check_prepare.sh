@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# CPU side of the GPU check: builds .gpu_check/ (git-ignored), everything scripts/gpu_check.sh needs on the
-# device image beyond what it has (python3 3.12, torch, triton, numba, pytest, matplotlib, numpy, tqdm, pyyaml):
+# CPU side of the GPU check: builds .gpu_check/ (git-ignored), everything scripts/gpu_check.sh needs on a CUDA
+# machine without network beyond what it has (python3 3.12, torch, triton, numba, pytest, matplotlib, numpy, tqdm,
+# pyyaml):
 #   .gpu_check/whl/      wheels for hydra-core, omegaconf and antlr4-python3-runtime (sdist only on PyPI: built
 #                        here with `pip wheel`), pure Python, so they install on the image's Python 3.12
 #   .gpu_check/mirror/   the PTB files from $SRU_DATA_MIRROR (default ../shared/data), checked by the trainer's
 #                        sha256 manifest on the device as everywhere else
-# Then, with the device tool (docs/benchmarks.md, "The device check"):
-#   run(command="bash scripts/gpu_check.sh", carry=[".gpu_check"], timeout_s=570)
+# Then, on the CUDA machine (docs/benchmarks.md, "The GPU check on a CUDA machine without network"):
+#   bash scripts/gpu_check.sh [out_dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mirror="${SRU_DATA_MIRROR:-../shared/data}"

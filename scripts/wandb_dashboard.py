@@ -1,6 +1,6 @@
 """The W&B workspace comparing SRU and cuDNN LSTM: one saved view per table, built as code (wandb-workspaces).
 
-    wandb sync --sync-all outputs/*/*/*/wandb outputs/*/*/*/*/wandb   # upload the offline runs (see README)
+    wandb sync --sync-all outputs/*/*/*/wandb outputs/*/*/*/*/wandb   # upload the offline runs (see docs/training.md)
     python -m scripts.wandb_dashboard --entity E --project sru-repro   # create the views, print their URLs
     python -m scripts.wandb_dashboard --dry-run [--runs outputs]       # no account or network needed
 

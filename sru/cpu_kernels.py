@@ -17,6 +17,7 @@ order, so results are deterministic. The kernels use as many
 threads as torch does (torch.set_num_threads), so the two never oversubscribe the cores.
 """
 import os
+import tempfile
 from types import FunctionType
 
 import numba
@@ -30,10 +31,36 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from numba.core import types
 from numba.extending import intrinsic
 
+
+
+def cache_dir(package_dir, environ, writable, candidates):
+    """Where numba should cache the compiled kernels: None for its default (``__pycache__`` beside this file, or
+    NUMBA_CACHE_DIR when set), else the first writable candidate; False: nowhere (compile in every process).
+    Without this, a read-only install with no writable home failed on the first call inside numba ("cannot
+    cache function: no locator available")."""
+    if "NUMBA_CACHE_DIR" in environ or writable(package_dir):
+        return None
+    return next((str(c) for c in candidates if writable(c)), False)
+
+
+def _writable(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        return os.access(path, os.W_OK)
+    except OSError:
+        return False
+
+
+_CACHE_DIR = cache_dir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__"), os.environ, _writable,
+                       [os.path.join(os.path.expanduser("~"), ".cache", "sru-numba"),
+                        os.path.join(tempfile.gettempdir(), f"sru-numba-{os.getuid() if hasattr(os, 'getuid') else 0}")])
+if _CACHE_DIR:  # numba reads this when the kernels below are defined (it then holds every numba cache of the process)
+    numba.config.CACHE_DIR = _CACHE_DIR
+
 # numpy error model: no per-division checks. fastmath "contract" (a*b+c as one FMA, the exact product
 # rounded once) and "arcp" (x/y as x*(1/y)) only: no reassociation, no NaN/inf assumptions. Measured
-# 1.35-1.8x on the forward kernel in cache, ~1.2x from memory; outputs move by ~1 ulp (issue 20).
-_JIT = dict(cache=True, error_model="numpy", fastmath={"contract", "arcp"})
+# 1.35-1.8x on the forward kernel in cache, ~1.2x from memory; outputs move by ~1 ulp (docs/benchmarks.md).
+_JIT = dict(cache=_CACHE_DIR is not False, error_model="numpy", fastmath={"contract", "arcp"})
 f32 = np.float32
 
 
@@ -184,7 +211,7 @@ def _serial(kernel):
     """`kernel` compiled without threads (prange runs as range), from a copy of its Python function
     under its own name: numba's disk cache keys a function by module, name, line and bytecode, not by
     `parallel`, so compiling the same function twice made the two variants share one cache entry, and
-    whichever was compiled first ran in both places (the threaded forward ran serially; issue 20)."""
+    whichever was compiled first ran in both places (the threaded forward ran serially; fixed in 0d88515's parent line of work, docs/benchmarks.md)."""
     f = kernel.py_func
     copy = FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
     copy.__qualname__ = f.__qualname__ + "_serial"
@@ -197,7 +224,7 @@ def _serial(kernel):
 # their cores for several ms (libgomp's default spin-wait): a numba worker sharing a core with one runs
 # at about half speed, and with static work items the main thread then waits for it. On two threads
 # that cancels the second thread until ~2M states, measured right after a GEMM (docs/benchmarks.md,
-# issue 20); with more threads the other workers still add speed, so the old threshold stays there
+# docs/benchmarks.md); with more threads the other workers still add speed, so the old threshold stays there
 # (not measured: this project's machines have two cores). OMP_WAIT_POLICY=PASSIVE removes the spin but
 # slows torch's own ops (nn.LSTM fwd+bwd up to 2.5x at batch 32, measured), so we do not set it.
 forward_serial = _serial(forward)

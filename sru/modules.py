@@ -470,3 +470,6 @@ def _check_mask(mask_pad, L, B, device):
                          f"got {tuple(mask_pad.shape)}")
     if mask_pad.device != device:
         raise ValueError(f"mask_pad is on {mask_pad.device} but the input is on {device}")
+    if mask_pad.is_floating_point() or mask_pad.is_complex():
+        raise TypeError(f"mask_pad must be bool (True at padding) or integer 0/1, got {mask_pad.dtype}: a fraction "
+                        f"would silently read as 'not padding'; pass e.g. mask_pad.bool()")

@@ -281,13 +281,13 @@ def check_backend_available(backend):
         except ImportError as e:
             raise RuntimeError("backend='cpu' needs numba: pip install numba") from e
     if backend == "gpu":
+        if not (torch.cuda.is_available() or triton_interpreted()):  # first: without a GPU, triton would not help
+            raise RuntimeError("backend='gpu' needs a CUDA device (or TRITON_INTERPRET=1 to run "
+                               "the Triton kernels on CPU for testing); use backend='auto'")
         try:
             import triton  # noqa: F401
         except ImportError as e:
             raise RuntimeError("backend='gpu' needs triton: pip install triton") from e
-        if not (torch.cuda.is_available() or triton_interpreted()):
-            raise RuntimeError("backend='gpu' needs a CUDA device (or TRITON_INTERPRET=1 to run "
-                               "the Triton kernels on CPU for testing); use backend='auto'")
 
 
 def resolve_backend(backend, device, dtype):
@@ -334,6 +334,9 @@ def check_recurrence_args(U, x, bias, c0, mask_pad, hidden_size, bidirectional, 
             raise ValueError(f"{name} is on {t.device} but U is on {U.device}")
         if name != "mask_pad" and not t.is_floating_point():
             raise TypeError(f"{name} must be floating point, got {t.dtype}")
+        if name == "mask_pad" and (t.is_floating_point() or t.is_complex()):
+            raise TypeError(f"mask_pad must be bool (True at padding) or integer 0/1, got {t.dtype}: a fraction "
+                            f"would silently read as 'not padding'; pass e.g. mask_pad.bool()")
 
 
 def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, backend="auto", drop=None,

@@ -6,7 +6,7 @@ At (L, B, d) = (1, 1, 8) the arithmetic is nothing, so every microsecond is fixe
 autograd, numpy views, numba's dispatch. Each row is the median over --repeats calls (after warm-up),
 all in one run; `nn.Linear fwd+bwd` (one autograd node, the smallest thing a layer can cost) is the
 baseline. The parts overlap (the cell contains the GEMM and the recurrence): they say where the time
-is, they do not add up to the cell. docs/benchmarks.md (issue 20) has the measured breakdown.
+is, they do not add up to the cell. docs/benchmarks.md has the measured breakdown.
 """
 import argparse
 

@@ -4,8 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
-from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,31 +15,18 @@ MIRROR = Path(os.environ.get("SRU_DATA_MIRROR", ROOT.parent / "shared" / "data")
 
 
 def mirror_has(folder):
-    """skipif marker: the test reads this folder of the data mirror itself."""
+    """skipif marker: the test reads this folder of the data mirror (SRU_DATA_MIRROR, else ../shared/data beside the
+    clone). Tests never download: without the folder they are skipped, saying why."""
     return pytest.mark.skipif(not (MIRROR / folder).exists(),
                               reason=f"no {folder}/ in the data mirror {MIRROR}: set SRU_DATA_MIRROR=<shared/data>")
 
 
-@lru_cache(maxsize=None)
-def _reachable(url):
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10).close()
-        return True
-    except Exception:  # offline, DNS, HTTP errors: all mean "cannot download here"
-        return False
-
-
-def needs_data(dataset, folder):
-    """skipif marker: the test needs `dataset`, taken from the data mirror when it has `folder`, else
-    downloaded from the canonical URL (no mirror). Skipped, saying why, when neither can work."""
-    if (MIRROR / folder).exists():
-        return pytest.mark.skipif(False, reason="")
-    from tasks.common.data import manifest_files
-    url = manifest_files(dataset)[0]["url"]
-    if not MIRROR.exists() and _reachable(url):
-        return pytest.mark.skipif(False, reason="")
-    return pytest.mark.skipif(True, reason=f"no {folder}/ in the data mirror {MIRROR} and the canonical {url} "
-                                           f"cannot be used: set SRU_DATA_MIRROR=<path to shared/data> or go online")
+def draw_seed():
+    """The seed of a test that draws random inputs, after seeding torch with it: 0, or a fresh one each run with
+    SRU_TEST_FRESH_SEEDS=1. Tests put it in their failure messages, so a failure can be rerun."""
+    seed = int.from_bytes(os.urandom(4), "little") % 2**31 if os.environ.get("SRU_TEST_FRESH_SEEDS") == "1" else 0
+    torch.manual_seed(seed)
+    return seed
 
 
 def run_module(module, *args, timeout=600, launcher=()):
@@ -69,7 +54,7 @@ def assert_close_scaled(actual, expected, rel, name=""):
 
 
 def kernel_device():
-    """Where the 'gpu' backend runs in this test session: CUDA if asked for, else the interpreter on CPU."""
+    """Where the 'gpu' backend runs in this test run: CUDA if asked for, else the interpreter on CPU."""
     import os
     return "cuda" if os.environ.get("SRU_TEST_CUDA") == "1" else "cpu"
 

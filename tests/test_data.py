@@ -62,3 +62,29 @@ def test_a_mirror_stand_in_is_stored_under_its_own_name_and_hash(tmp_path):
     assert fetch_file(entry, tmp_path / "data", mirror=mirror, log=lambda *_: None).name == "f.json"
     with pytest.raises(DataError, match="expected sha256"):
         fetch_file(dict(entry, mirror_sha256="0" * 64), tmp_path / "other", mirror=mirror, log=lambda *_: None)
+
+
+def test_a_truncated_gz_in_the_mirror_is_named_not_an_eof_traceback(tmp_path):
+    body = b"some lines of a corpus\n" * 200
+    mirror = tmp_path / "mirror"
+    (mirror / "x").mkdir(parents=True)
+    whole = gzip.compress(body)
+    (mirror / "x" / "f.txt.gz").write_bytes(whole[: len(whole) // 2])
+    entry = dict(path="x/f.txt", sha256=hashlib.sha256(body).hexdigest(), url="https://example.org/f.txt",
+                 mirror="x/f.txt.gz")
+    with pytest.raises(DataError, match=r"f\.txt\.gz cannot be read .*truncated or corrupt; replace it"):
+        fetch_file(entry, tmp_path / "data", mirror=mirror, log=lambda *_: None)
+    assert not (tmp_path / "data" / "x" / "f.txt").exists()
+
+
+def test_the_mirror_is_the_variable_else_shared_data_beside_the_checkout(monkeypatch, tmp_path):
+    from tasks.common import data
+    monkeypatch.setenv("SRU_DATA_MIRROR", str(tmp_path))
+    assert data.default_mirror() == str(tmp_path)
+    monkeypatch.setenv("SRU_DATA_MIRROR", "")
+    assert data.default_mirror() is None                      # set but empty: the canonical URLs
+    monkeypatch.delenv("SRU_DATA_MIRROR")
+    monkeypatch.setattr(data, "SHARED_MIRROR", tmp_path)
+    assert data.default_mirror() == str(tmp_path)
+    monkeypatch.setattr(data, "SHARED_MIRROR", tmp_path / "absent")
+    assert data.default_mirror() is None

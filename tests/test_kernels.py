@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import assert_close_scaled, kernel_device
+from helpers import assert_close_scaled, draw_seed, kernel_device
 from sru import SRU, recurrence
 
 # (L, B, d, bidirectional, k, use_tanh, mask, c0): the awkward cases
@@ -85,7 +85,7 @@ def test_cpu_kernel_matches_reference(case, threads, cell, monkeypatch):
     """Both compilations of the CPU kernels: the threaded one and the serial one small problems get."""
     from sru import cpu_kernels
     monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads_: threads == "serial")
-    seed = torch.seed() % 2**31  # fresh inputs each run; the seed is in the failure message
+    seed = draw_seed()  # fresh inputs each run; the seed is in the failure message
     check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed, cell=cell)
 
 
@@ -97,7 +97,7 @@ def test_cpu_kernel_without_gradients_matches_reference(case, threads, cell, mon
     the same h and c_n, with dropout, padding and both directions."""
     from sru import cpu_kernels
     monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads_: threads == "serial")
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     L, B, d, bidirectional, k, use_tanh, with_mask, with_c0 = case
     inputs = make_inputs(L, B, d, bidirectional, k, with_mask, with_c0, torch.float32, "cpu", seed, with_drop=True,
                          cell=cell)
@@ -120,7 +120,7 @@ def test_cpu_kernel_work_partitions(case, blocks, cell, monkeypatch):
     from sru import cpu_kernels
     monkeypatch.setattr(cpu_kernels, "runs_serial", lambda states, threads: False)
     monkeypatch.setattr(cpu_kernels, "partition", lambda B, D, d, threads: blocks)
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     check_backend("cpu", "cpu", torch.float32, 1e-5, case, seed, with_drop=True, cell=cell)
 
 
@@ -139,7 +139,7 @@ def test_cpu_partition_gives_each_thread_work(B, D, d, threads):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("case", CASES[:5] + [MULTI_BLOCK])
 def test_triton_kernel_matches_reference_fp32(case, cell):
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     check_backend("gpu", kernel_device(), torch.float32, 1e-5, case, seed, cell=cell)
 
 
@@ -150,7 +150,7 @@ def test_triton_kernel_matches_reference_fp32(case, cell):
 def test_kernels_match_reference_with_dropout_and_one_output_unused(backend, case, use, cell):
     """The authors' dropout mask on g(c); and only h or only c_n read (the op's backward then gets a
     None gradient for the other, as in classification, which reads h only)."""
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     device = "cpu" if backend == "cpu" else kernel_device()
     check_backend(backend, device, torch.float32, 1e-5, case, seed, with_drop=True, use=use, cell=cell)
 
@@ -160,7 +160,7 @@ def test_kernels_match_reference_with_dropout_and_one_output_unused(backend, cas
 @pytest.mark.parametrize("case", [CASES[1], CASES[3]])
 def test_triton_kernel_half_precision(case, dtype, cell):
     # inputs and outputs are rounded to 8 (bf16) / 11 (fp16) mantissa bits; state stays fp32
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     check_backend("gpu", kernel_device(), dtype, 3e-2 if dtype == torch.bfloat16 else 4e-3, case, seed, cell=cell)
 
 
@@ -243,3 +243,16 @@ def test_ab_layer_times_two_commits_side_by_side():
     rows = [line for line in out.stdout.splitlines() if line.startswith("| (2, 1, 4)")]
     assert [r.split("|")[2].strip() for r in rows] == ["fwd", "fwd+bwd"]
     assert all(float(cell) > 0 for r in rows for cell in r.split("|")[3:6])
+
+
+def test_numba_cache_goes_where_it_can_be_written():
+    """A read-only install: numba's default (beside the module) when writable or NUMBA_CACHE_DIR is set, else the
+    first writable fallback, else no disk cache at all (the kernels then compile in every process)."""
+    from sru.cpu_kernels import cache_dir
+    ok = {"/pkg/__pycache__", "/home/u/.cache/sru-numba"}
+    writable = ok.__contains__
+    assert cache_dir("/pkg/__pycache__", {}, writable, ["/home/u/.cache/sru-numba"]) is None
+    assert cache_dir("/ro/__pycache__", {"NUMBA_CACHE_DIR": "/x"}, writable, []) is None
+    assert cache_dir("/ro/__pycache__", {}, writable, ["/ro/home", "/home/u/.cache/sru-numba"]) == \
+        "/home/u/.cache/sru-numba"
+    assert cache_dir("/ro/__pycache__", {}, writable, ["/ro/home", "/ro/tmp"]) is False

@@ -6,9 +6,9 @@ import pytest
 
 from tasks.common.data import MANIFEST, DataError, ensure_dataset
 from tasks.common.harness import NonFiniteLoss, check_finite
-from helpers import MIRROR, check_dashboard_keys, mirror_has, needs_data, result_of, run_module
+from helpers import MIRROR, check_dashboard_keys, mirror_has, result_of, run_module
 
-needs_ptb = needs_data("ptb", "ptb")
+needs_ptb = mirror_has("ptb")
 
 
 @mirror_has("ptb")

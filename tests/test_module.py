@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from helpers import kernel_device
+from helpers import kernel_device, draw_seed
 from sru import SRU, SRUCell
 
 
@@ -108,7 +108,7 @@ def test_rnn_dropout_mask_is_constant_over_time_and_differs_across_sequences():
 def test_dropout_is_inside_the_highway_so_a_shut_gate_makes_training_equal_eval(backend):
     """Highway bias -30 (r ~ 0, h ~ x): the authors' dropout multiplies only r * g(c), so training-mode
     output equals eval-mode output for any rate, in every layer. Dropout on h could not do that."""
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     device = kernel_device() if backend == "gpu" else "cpu"
     rnn = SRU(6, 6, num_layers=3, dropout=0.7, highway_bias=-30.0, backend=backend).to(device)
     x = torch.randn(9, 4, 6, device=device)
@@ -124,7 +124,7 @@ def test_dropout_mask_is_per_sequence_constant_over_time_and_scaled(backend, cel
     """Highway bias +30 (r ~ 1, h ~ g(c)); dropout does not touch c, so h_train / h_eval is the mask:
     0 or 1/(1-p), the same at every step of a sequence, different between sequences. The 2018 cell without a
     skip term (h = g(c) m r) shows its mask the same way."""
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     device = kernel_device() if backend == "gpu" else "cpu"
     # 32 units: two sequences draw equal masks with probability 2^-32 (with 8, 1 in 256 runs failed by chance)
     kw = dict(cell="2017", use_tanh=True) if cell_kind == "2017" else dict(has_skip_term=False)
@@ -159,6 +159,10 @@ def test_eval_mode_is_deterministic_and_dropout_free():
     (lambda m: m(torch.randn(5, 3, 4, dtype=torch.float64)), TypeError, "float64"),
     (lambda m: m(torch.randn(5, 3, 4, device="meta")), ValueError, "meta"),
     (lambda m: m([[1.0]]), TypeError, "torch.Tensor"),
+    (lambda m: m(torch.randn(5, 3, 4), mask_pad=torch.full((5, 3), 0.5)), TypeError, "mask_pad must be bool"),
+    (lambda m: m(torch.ones(5, 3, 4, dtype=torch.int64)), TypeError, "input.to(torch.float32)"),
+    (lambda m: SRU(4, 3, batch_first=True)(torch.randn(3, 5, 4), mask_pad=torch.zeros(5, 3, dtype=torch.bool)),
+     ValueError, "with batch_first=True mask_pad must have shape (batch, length) = (3, 5)"),
 ])
 def test_bad_input_is_named(call, error, words):
     with pytest.raises(error) as info:
@@ -184,6 +188,9 @@ def test_forcing_an_unavailable_backend_says_why(monkeypatch):
     # decides interpreted-or-compiled when it first meets a kernel, and later tests in this process need it)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="CUDA"):
+        SRU(4, 4, backend="gpu")
+    monkeypatch.setitem(__import__("sys").modules, "triton", None)  # no triton either: the missing GPU is said first
+    with pytest.raises(RuntimeError, match="needs a CUDA device"):
         SRU(4, 4, backend="gpu")
     with pytest.raises(TypeError, match="float32"):
         SRU(4, 4, backend="cpu").double()(torch.randn(3, 2, 4, dtype=torch.float64))
@@ -279,7 +286,7 @@ def test_the_fused_layer_equals_the_reference_with_frozen_weights_and_batch_firs
     """The fused SRU gives the reference's outputs and gradients from a non-contiguous (batch-first)
     input, also with frozen weights and an input that needs no gradient (the GEMM's backward then skips
     both products; the biases train)."""
-    seed = torch.seed() % 2**31
+    seed = draw_seed()
     torch.manual_seed(seed)
     ref = SRU(input_size, 3, num_layers=2, bidirectional=True, batch_first=True, backend="reference")
     fused = SRU(input_size, 3, num_layers=2, bidirectional=True, batch_first=True, backend="cpu")

@@ -14,9 +14,9 @@ from tasks.common.harness import UserError
 from tasks.nmt import data
 from tasks.nmt.model import Seq2Seq
 from tasks.nmt.translate import beam_search, bleu_scores, greedy, translate
-from helpers import MIRROR, mirror_has, needs_data, run_module, smoke_table
+from helpers import MIRROR, mirror_has, run_module, smoke_table
 
-needs_multi30k = needs_data("multi30k", "multi30k")
+needs_multi30k = mirror_has("multi30k")
 FIXTURE = Path(__file__).parent / "fixtures" / "wmt14"
 
 

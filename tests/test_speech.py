@@ -12,9 +12,9 @@ import torch
 from tasks.common.data import DataError, ensure_dataset
 from tasks.speech import data
 from tasks.speech.metrics import ctc_greedy, error_rates
-from helpers import MIRROR, ROOT, check_report, mirror_has, needs_data, run_module, smoke_table
+from helpers import MIRROR, ROOT, check_report, mirror_has, run_module, smoke_table
 
-needs_fsdd = needs_data("fsdd", "fsdd")
+needs_fsdd = mirror_has("fsdd")
 QUIET = dict(log=lambda *_: None)
 
 

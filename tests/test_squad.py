@@ -14,9 +14,9 @@ from tasks.common.data import DataError, ensure_dataset
 from tasks.squad import data
 from tasks.squad.evaluate import evaluate, exact_match_score, f1_score, golds_of, normalize_answer, score
 from tasks.squad.model import DocReader, decode
-from helpers import MIRROR, mirror_has, needs_data, run_module, smoke_table
+from helpers import MIRROR, mirror_has, run_module, smoke_table
 
-needs_squad = needs_data("squad", "squad")
+needs_squad = mirror_has("squad")
 QUIET = dict(log=lambda *_: None)
 
 

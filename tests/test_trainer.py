@@ -8,12 +8,12 @@ from omegaconf import OmegaConf
 
 from tasks.common.checkpoint import CheckpointError, load, load_model, save_atomic
 from tasks.common.distributed import Context
-from helpers import ROOT, needs_data, result_of, run_module
+from helpers import ROOT, mirror_has, result_of, run_module
 
-needs_ptb = needs_data("ptb", "ptb")
-needs_mr = needs_data("mr", "classification")
-needs_squad = needs_data("squad", "squad")
-needs_multi30k = needs_data("multi30k", "multi30k")
+needs_ptb = mirror_has("ptb")
+needs_mr = mirror_has("classification")
+needs_squad = mirror_has("squad")
+needs_multi30k = mirror_has("multi30k")
 TINY = {"lm_ptb": ["profile=smoke", "profile.max_lines=200", "model.dropout=0", "model.rnn_dropout=0"],
         "classification": ["profile=smoke", "profile.max_examples=300", "profile.runs=1", "model.dropout=0"],
         "squad": ["profile=smoke", "profile.max_train_questions=64", "profile.max_dev_questions=32", "model.dropout=0",

@@ -3,7 +3,8 @@
 Every file in ``manifest.json`` has a canonical URL (or an archive URL plus the ``member`` to
 extract) and a sha256 of the canonical bytes. A file
 is taken, in order, from: the data dir (if already there and its hash matches), the mirror
-directory ``$SRU_DATA_MIRROR`` (``.gz`` copies are decompressed), or the URL. Whatever the
+directory (``$SRU_DATA_MIRROR``, else ``../shared/data`` beside the checkout; ``.gz`` copies are
+decompressed), or the URL. Whatever the
 source, the bytes must match the manifest, or ``DataError`` says which file, which hash was
 expected, and how to fix it. Nothing falls back silently.
 
@@ -22,6 +23,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 import urllib.parse
 import urllib.request
 import zipfile
@@ -54,7 +56,11 @@ def _copy_verified(write, entry, dest, source):
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".")
     try:
         with os.fdopen(fd, "wb") as out:
-            write(out)
+            try:
+                write(out)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # a truncated or damaged .gz in the mirror
+                raise DataError(f"{source} cannot be read ({type(e).__name__}: {e}): the copy is truncated or "
+                                f"corrupt; replace it (canonical: {entry['url']}, sha256 {entry['sha256']})") from e
         got = sha256(tmp)
         if got != entry["sha256"]:
             raise DataError(f"{source} does not match the manifest: expected sha256 {entry['sha256']}, "
@@ -78,6 +84,17 @@ def _verified_in_place(dest, sha):
     return True
 
 
+SHARED_MIRROR = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the checkout
+
+
+def default_mirror():
+    """The data mirror: $SRU_DATA_MIRROR if set (empty: none), else ../shared/data beside the checkout if it is
+    there, else None (the canonical URLs)."""
+    if "SRU_DATA_MIRROR" in os.environ:
+        return os.environ["SRU_DATA_MIRROR"] or None
+    return str(SHARED_MIRROR) if SHARED_MIRROR.is_dir() else None
+
+
 def fetch_file(entry, data_dir, mirror=None, log=print):
     dest = Path(data_dir) / entry["path"]
     stand_in = Path(data_dir) / entry["mirror_path"] if "mirror_path" in entry else None
@@ -85,7 +102,7 @@ def fetch_file(entry, data_dir, mirror=None, log=print):
         return dest
     if stand_in is not None and _verified_in_place(stand_in, entry["mirror_sha256"]):
         return stand_in
-    mirror = mirror if mirror is not None else os.environ.get("SRU_DATA_MIRROR")
+    mirror = mirror if mirror is not None else default_mirror()
     if mirror:
         src = Path(mirror) / entry["mirror"]
         if not src.exists():

@@ -1,7 +1,7 @@
 """Run Table 3's rows and/or collect them: python -m tasks.lm_ptb.table [--profile smoke] [--collect-only] [--publish].
 
 Rows come from configs/lm_ptb/table3.yaml, each a config of configs/lm_ptb/row/ (+row=<name>), so the
-same rows also run as one Hydra sweep (e.g. on SLURM: see the README), then --collect-only.
+same rows also run as one Hydra sweep (e.g. on SLURM: see docs/training.md), then --collect-only.
 Writes results/table3.md, results/table3.json and
 results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
