@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import gemm
+from .machine import machine_info
 from .modules import SRUCell
 
 GRID = [(32, 256), (32, 512), (128, 256), (128, 512), (256, 1024)]
@@ -118,28 +119,6 @@ def run(sizes, device, batch, warmup, min_repeats, budget_s, skip=(), log=print)
                 results.append(dict(l=length, d=d, row=name, mode=mode, ms=round(ms, 4), repeats=n))
                 log(f"  l={length:4d} d={d:5d} {name:14s} {mode:8s} {ms:10.3f} ms")
     return results
-
-
-def machine_info(device):
-    info = dict(date=time.strftime("%Y-%m-%d"), torch=torch.__version__, python=platform.python_version(),
-                threads=torch.get_num_threads(), tf32=torch.backends.cuda.matmul.allow_tf32)
-    if device.type == "cuda":
-        info["device"] = torch.cuda.get_device_name(device)
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            for line in open("/proc/cpuinfo"):
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        info["device"] = f"CPU: {cpu}, {torch.get_num_threads()} threads"
-        info["cpu_gemm"] = gemm.describe()
-        import numba
-        from . import cpu_kernels  # noqa: F401  (sets numba's threading layer)
-        info["numba_threading_layer"] = numba.config.THREADING_LAYER
-    return info
 
 
 def ratios(results):

@@ -170,7 +170,7 @@ def test_a_table_whose_rows_ran_on_different_machines_says_which_ran_where(tmp_p
 
 
 def test_speed_rows_compare_only_rows_on_one_machine_and_name_the_repeats():
-    from scripts.report import speed_rows
+    from tasks.common.figures import speed_rows
     two, one = "CPU: X, 2 threads", "CPU: X, 1 threads"
     rows = [dict(model="lstm", layers=5, hidden=128, seed=1, sec_per_epoch=16.0, machine=two),
             dict(model="sru", layers=12, hidden=128, seed=1, sec_per_epoch=20.0, machine=two),
@@ -181,3 +181,19 @@ def test_speed_rows_compare_only_rows_on_one_machine_and_name_the_repeats():
     assert out[1]["vs_lstm"] == 0.8 and out[2]["vs_lstm"] is None  # no LSTM ran on the one-thread machine
     same = speed_rows(dict(rows=[dict(r, machine=two, seed=1) for r in rows]))
     assert same[2]["label"] == "SRU 12x128" and same[2]["vs_lstm"] == 16.0 / 48.0
+
+
+def test_report_shows_a_local_run_beside_the_committed_table(tmp_path):
+    """A local (smoke) Table 3 does not hide the committed one: both are on the page, each saying which it is."""
+    from scripts.report import write_report
+    committed = ROOT / "docs" / "results" / "cpu"
+    local = json.loads((committed / "table3.json").read_text())
+    local["title"] = "Table 3: a local smoke run"
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "table3.json").write_text(json.dumps(local))
+    text = write_report(results, tmp_path / "out", committed)
+    section = text.split("## Table 3:", 1)[1].split("\n## ", 1)[0]
+    assert "### Your run: Table 3: a local smoke run" in section and "### Committed: Table 3: PTB" in section
+    assert "| [Table 3](#table3) | PTB word-level language model | local run |" in text
+    assert "| [Table 3](#table3) | PTB word-level language model | committed |" in text

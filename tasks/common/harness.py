@@ -65,7 +65,7 @@ def git_commit():
 
 def machine_name(device):
     """The card's or the CPU's name and thread count, as the benchmark prints it (result.json: machine)."""
-    from sru.bench import machine_info
+    from sru.machine import machine_info
     return machine_info(device)["device"]
 
 

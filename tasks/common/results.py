@@ -157,7 +157,7 @@ def publish(args, stem, names, collect, root):
     copied = publish_rows(args.outputs, names, dest, root)
     collect(dest, dest.parent, True)
     table = json.loads((dest.parent / f"{stem}.json").read_text())
-    from scripts.report import plot_table
+    from tasks.common.figures import plot_table
     plot_table(table, dest.parent / f"{stem}.png")
     done = {r.get("run_name") for r in table["rows"]}
     missing = [n for n in names if n not in done]
