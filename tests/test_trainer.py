@@ -54,6 +54,8 @@ def test_two_process_ddp_ends_with_the_parameters_of_one_process(tmp_path, task)
     two = train(tmp_path, task, "two", f"profile.epochs={epochs}",
                 launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
     assert one["world_size"] == 1 and two["world_size"] == 2
+    history = one.get("history") or []
+    assert "contended_epochs" in one and all("other_cpu" in e for e in history), "the epochs' CPU contention"
     a, b = weights(tmp_path / "one" / last), weights(tmp_path / "two" / last)
     assert a.keys() == b.keys()
     for key in set(a) - left_out:
@@ -184,3 +186,26 @@ def test_cpu_profile_composes_and_passes_the_config_checks(task):
         cfg = compose("config", overrides=["profile=cpu"])
     assert cfg.profile.name == "cpu"
     importlib.import_module(f"tasks.{task}.train").validate_config(cfg)
+
+
+def test_contention_is_measured_and_flagged():
+    """other_cpu: what other processes used of the machine's CPU over an interval; a busy epoch is named, and a
+    table row with one gets a note."""
+    import os
+    import time
+    from tasks.common import contention
+    before = (0.0, 100.0, 10.0)
+    after = (2.0, 103.0, 11.0)            # 3 busy CPU-seconds in 2 s, 1 of them ours, on 2 cores
+    assert contention.other_cpu(before, after, cores=2) == 0.5
+    assert contention.other_cpu((0.0, None, 0.0), after, cores=2) is None
+    history = [dict(epoch=1, other_cpu=0.02), dict(epoch=2, other_cpu=0.6), dict(epoch=3, other_cpu=None)]
+    assert contention.contended_epochs(history) == [2]
+    note = contention.contention_note([dict(run_name="sru-x", epochs=3, contended_epochs=[2]), dict(run_name="y")])
+    assert "CONTENDED TIMINGS" in note and "sru-x (1 of 3 epochs)" in note and "y" not in note.split("of ")[-1]
+    if os.path.exists("/proc/stat"):  # a real interval: our own busy loop is not "other"
+        start = contention.snapshot()
+        end_t = time.perf_counter() + 0.3
+        while time.perf_counter() < end_t:
+            pass
+        share = contention.other_cpu(start, contention.snapshot())
+        assert share is not None and 0.0 <= share <= 1.0

@@ -164,7 +164,7 @@ def train_cell(cfg, ctx):
                   profile=cfg.profile.name, precision=cfg.precision, vectors=cfg.vectors,
                   normalize_vectors=cfg.normalize_vectors, vector_dim=int(vectors.shape[1]), vocab=len(vocab),
                   vocab_found=found, commit=git_commit(), device=str(ctx.device), machine=runs[0].get("machine"),
-                  world_size=ctx.world_size,
+                  world_size=ctx.world_size, contended_epochs=[e for r in runs for e in r.get("contended_epochs", [])],
                   run_name=cfg.run_name, history=runs[0]["history"], histories=[r["history"] for r in runs])
     if ctx.is_main:
         write_json_atomic(result, Path(cfg.out_dir) / "result.json")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks.common.contention import contention_note
 from tasks.common.harness import write_json_atomic
 
 # The paper's tables as this project runs them: the task package that writes each (`make tableN`).
@@ -33,7 +34,7 @@ TABLES = {
 
 # Kept in every table row beside the task's own keys: the run (publish() checks which rows are still to
 # come by it), the machine it ran on and its wall time.
-RUN_KEYS = ("run_name", "machine", "wall_s")
+RUN_KEYS = ("run_name", "machine", "wall_s", "contended_epochs")
 
 
 def format_cell(value, fmt=None):
@@ -75,7 +76,7 @@ def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=Non
     elif profile == "cpu":
         title += f" -- CPU BUDGET: {budget or 'see the notes'}"
     seen = lambda key: sorted({str(r[key]) for r in rows if r.get(key)})
-    notes = (notes.rstrip() + machines_note(rows)).lstrip("\n")
+    notes = (notes.rstrip() + machines_note(rows) + contention_note(rows)).lstrip("\n")
     write_json_atomic(dict(table=stem, title=title, smoke=smoke or False, profile=profile, metric=metric,
                            commits=seen("commit"), machines=seen("machine"),
                            columns=[list(c) for c in columns], notes=notes, rows=rows),

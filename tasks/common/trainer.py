@@ -40,7 +40,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from sru import gemm
-from tasks.common import checkpoint, distributed
+from tasks.common import checkpoint, contention, distributed
 from tasks.common.harness import (Logger, check_finite, decayed_lr, git_commit, machine_name, plateau_decay_start,
                                   seed_everything, write_json_atomic)
 
@@ -157,6 +157,10 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
     logger.summary(params=params, world_size=ctx.world_size)
     run.say(f"{name}: {params:,} trainable parameters, device {device} x {ctx.world_size}, "
             f"precision {cfg.precision}{', TF32' if tf32 else ''}, {epochs} epochs")
+    busy = contention.busy_now() if device.type == "cpu" and ctx.is_main else None
+    if busy is not None and busy > contention.CONTENDED:
+        run.say(f"warning: other processes are using {busy:.0%} of this machine's CPU: epoch times will be slower "
+                f"than on a quiet machine and are flagged in result.json (other_cpu per epoch)")
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if state["stopped"]:
             break
@@ -171,6 +175,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
             shared_rng = checkpoint.rng_state()
             torch.manual_seed(_rank_seed(seed, epoch, ctx.rank))
         t0, loss_sum, counted, carry = time.perf_counter(), 0.0, 0, None
+        cpu0 = contention.snapshot()
         bar = ctx.progress(total=len(batches), desc=f"{name} epoch {epoch}/{epochs}")
         for i, batch in enumerate(batches):
             with autocast():
@@ -201,11 +206,13 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4g}", refresh=False)
         seconds = time.perf_counter() - t0
+        other = contention.other_cpu(cpu0, contention.snapshot())
         bar.close()
         state["wall"] += seconds
         metrics = evaluate(task.eval_split)
         entry = dict(epoch=epoch, **task.train_metrics(loss_sum / max(counted, 1)), **metrics,
-                     seconds=seconds, wall=state["wall"], lr=lr, **{f"{task.count_name}_per_s": counted / seconds})
+                     seconds=seconds, wall=state["wall"], lr=lr, **{f"{task.count_name}_per_s": counted / seconds},
+                     other_cpu=other)
         if cfg.optim.get("decay_on_plateau", False):
             previous = state["history"][-1][task.metric] if state["history"] else None
             state["decay_start"] = plateau_decay_start(state["decay_start"], epoch, metrics[task.metric], previous,
@@ -239,7 +246,7 @@ def fit(task, cfg, out_dir, ctx, seed, name, group, tags):
                   params=params, **final, best_epoch=state["best_epoch"], seed=seed, lr=cfg.optim.lr,
                   sec_per_epoch=statistics.median(e["seconds"] for e in state["history"]),
                   epochs=len(state["history"]), stopped_early=state["stopped"], profile=cfg.profile.name,
-                  wall_s=round(state["elapsed"], 1),
+                  wall_s=round(state["elapsed"], 1), contended_epochs=contention.contended_epochs(state["history"]),
                   precision=cfg.precision, tf32=tf32, cpu_gemm=linear_route,
                   commit=git_commit(), device=str(device), machine=machine_name(device), world_size=ctx.world_size, run_name=name,
                   history=state["history"])
