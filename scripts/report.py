@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from sru import bench
-from tasks.common.harness import git_commit
+from tasks.common.provenance import git_commit
 from tasks.common.figures import plot_table, profile_of, speed_markdown
 from tasks.common.results import TABLES, markdown_table
 

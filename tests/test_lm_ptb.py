@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from tasks.common.data import MANIFEST, DataError, ensure_dataset
-from tasks.common.harness import NonFiniteLoss, check_finite
+from tasks.common.errors import NonFiniteLoss, check_finite
 from helpers import MIRROR, check_dashboard_keys, mirror_has, result_of, run_module
 
 needs_ptb = mirror_has("ptb")
@@ -115,7 +115,7 @@ def test_checkpoint_write_is_atomic(tmp_path):
 
 
 def test_paper_lr_schedule():
-    from tasks.common.harness import decayed_lr
+    from tasks.common.schedule import decayed_lr
     assert decayed_lr(1.0, 0.98, 175, 1) == 1.0 and decayed_lr(1.0, 0.98, 175, 175) == 1.0
     assert decayed_lr(1.0, 0.98, 175, 177) == pytest.approx(0.98 ** 2)
 

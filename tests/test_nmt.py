@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tasks.common.data import DataError, ensure_dataset
-from tasks.common.harness import UserError
+from tasks.common.errors import UserError
 from tasks.nmt import data
 from tasks.nmt.model import Seq2Seq
 from tasks.nmt.translate import beam_search, bleu_scores, greedy, translate

@@ -70,7 +70,7 @@ def test_two_process_ddp_ends_with_the_parameters_of_one_process(tmp_path, task)
 def schedule(task, valid, **override):
     """Per-epoch lr of a task's configured optimiser over validation metrics `valid` (one per epoch),
     computed as tasks.common.trainer.fit does (lr before the epoch, the plateau rule after it)."""
-    from tasks.common.harness import decayed_lr, plateau_decay_start
+    from tasks.common.schedule import decayed_lr, plateau_decay_start
     o = OmegaConf.merge(OmegaConf.load("configs/common/base.yaml").optim, OmegaConf.load(f"configs/{task}/config.yaml").optim,
                         override)
     start, previous, lrs = o.decay_start, None, []

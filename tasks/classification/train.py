@@ -17,7 +17,8 @@ from omegaconf import DictConfig, open_dict
 from tasks.classification.data import DATASETS, PAD, encode, load_splits, make_batches, majority_accuracy, subsample
 from tasks.classification.model import build_model
 from tasks.common import distributed
-from tasks.common.harness import check_config, exit_on_user_error, git_commit, write_json_atomic
+from tasks.common.errors import check_config, exit_on_user_error
+from tasks.common.provenance import git_commit, write_json_atomic
 from tasks.common.text import Vocab
 from tasks.common.trainer import fit, trainer_checks
 from tasks.common.vectors import embedding_matrix

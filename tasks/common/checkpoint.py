@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from tasks.common.harness import UserError
+from tasks.common.errors import UserError
 
 FORMAT = "sru-repro-checkpoint/1"
 

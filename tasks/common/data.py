@@ -29,7 +29,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tasks.common.harness import UserError
+from tasks.common.errors import UserError
 
 MANIFEST = json.loads((Path(__file__).with_name("manifest.json")).read_text())
 

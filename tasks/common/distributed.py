@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from tasks.common.harness import pick_device
+from tasks.common.runtime import pick_device
 
 
 class Context:

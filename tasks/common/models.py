@@ -13,7 +13,7 @@ PAPER_CELL = dict(cell="2017", rescale=False)
 
 
 def rnn_model_checks(m):
-    """Config checks (for harness.check_config) of the model keys every RNN task shares."""
+    """Config checks (for tasks.common.errors.check_config) of the model keys every RNN task shares."""
     return [("model.kind", m.kind in RNN_KINDS, f"one of {RNN_KINDS}"),
             ("model.layers", m.layers >= 1, ">= 1"),
             ("model.hidden", m.hidden >= 1, ">= 1"),

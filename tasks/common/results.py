@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from tasks.common.contention import contention_note
-from tasks.common.harness import write_json_atomic
+from tasks.common.provenance import write_json_atomic
 
 # The paper's tables as this project runs them: the task package that writes each (`make tableN`).
 TABLES = {

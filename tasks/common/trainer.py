@@ -41,8 +41,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sru import gemm
 from tasks.common import checkpoint, contention, distributed
-from tasks.common.harness import (Logger, check_finite, decayed_lr, git_commit, machine_name, plateau_decay_start,
-                                  seed_everything, write_json_atomic)
+from tasks.common.errors import check_finite
+from tasks.common.provenance import git_commit, machine_name, write_json_atomic
+from tasks.common.runtime import seed_everything
+from tasks.common.schedule import decayed_lr, plateau_decay_start
+from tasks.common.wandb_logger import Logger
 
 OPTIMIZERS = dict(sgd=torch.optim.SGD, adam=torch.optim.Adam, adamax=torch.optim.Adamax, adamw=torch.optim.AdamW)
 PRECISIONS = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)
@@ -267,7 +270,7 @@ def entry_point(task, validate_config, make_task):
 
     import hydra
 
-    from tasks.common.harness import exit_on_user_error
+    from tasks.common.errors import exit_on_user_error
     train = functools.partial(run, validate_config=validate_config, make_task=make_task)
     configs = Path(__file__).resolve().parents[2] / "configs" / task
 

@@ -8,7 +8,7 @@ import math
 
 import torch.nn.functional as F
 
-from tasks.common.harness import check_config
+from tasks.common.errors import check_config
 from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.lm_ptb.data import batchify, load_ptb

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from tasks.common.harness import UserError
+from tasks.common.errors import UserError
 from tasks.common.models import make_rnn
 
 

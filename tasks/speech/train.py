@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from tasks.common.data import DataError, ensure_dataset
-from tasks.common.harness import check_config
+from tasks.common.errors import check_config
 from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.speech import data

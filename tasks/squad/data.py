@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tasks.common.data import DataError, ensure_dataset, sha256
-from tasks.common.harness import UserError
+from tasks.common.errors import UserError
 from tasks.common.vectors import read_vectors
 
 CACHE_VERSION = 1

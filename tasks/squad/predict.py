@@ -12,7 +12,7 @@ import sys
 import torch
 
 from tasks.common.checkpoint import load_model
-from tasks.common.harness import UserError
+from tasks.common.errors import UserError
 from tasks.squad import data
 from tasks.squad.evaluate import evaluate
 from tasks.squad.model import decode

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks.common.harness import check_config, write_json_atomic
+from tasks.common.errors import check_config
+from tasks.common.provenance import write_json_atomic
 from tasks.common.models import rnn_model_checks
 from tasks.common.trainer import entry_point, trainer_checks
 from tasks.squad import data
