@@ -37,6 +37,9 @@ from .gemm import matmul
 from .ops import check_backend_available, recurrence, resolve_backend
 
 CELLS = ("2018", "2017")
+NO_TORCHSCRIPT = ("TorchScript (torch.jit.script / torch.jit.trace) is not supported for SRU: PyTorch has deprecated it, "
+                  "and the fused kernels run as torch.library custom ops, which TorchScript cannot save. Use "
+                  "torch.export.export(model, args, dynamic_shapes=...) to get a deployable program, or torch.compile")
 
 
 def _check_prob(name, p):
@@ -261,7 +264,12 @@ class SRUCell(nn.Module):
             x = matmul(x, self.weight_proj)
         return matmul(x, self.weight).view(L, B, self.weight.shape[1])  # autocast: its dtype
 
+    def __prepare_scriptable__(self):  # torch.jit.script calls this first
+        raise RuntimeError(NO_TORCHSCRIPT)
+
     def forward(self, input, c0=None, mask_pad=None):
+        if torch.jit.is_tracing():  # a trace would record the kernels as a Python op no program can run
+            raise RuntimeError(NO_TORCHSCRIPT)
         one_step = isinstance(input, torch.Tensor) and input.dim() == 2  # (B, input_size): one step, as sru 2.6
         if one_step:
             input = input.unsqueeze(0)
@@ -367,6 +375,9 @@ class SRU(nn.Module):
                     weight_c_init=weight_c_init, cell=cell, backend=backend)
             for i in range(num_layers))
         self._register_load_state_dict_pre_hook(SRU._rename_layers)
+
+    def __prepare_scriptable__(self):  # torch.jit.script calls this first
+        raise RuntimeError(NO_TORCHSCRIPT)
 
     @property
     def layers(self):

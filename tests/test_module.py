@@ -384,3 +384,36 @@ def test_importing_sru_changes_no_process_wide_setting():
     from helpers import ROOT
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_says_to_use_torch_export(how):
+    rnn = SRU(4, 4, num_layers=2)
+    with pytest.raises(RuntimeError, match="torch.export.export"):
+        if how == "script":
+            torch.jit.script(rnn)
+        else:
+            torch.jit.trace(rnn, (torch.randn(3, 2, 4),))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, None])
+@pytest.mark.parametrize("cell", ["2017", "2018"])
+def test_streaming_chunk_by_chunk_equals_one_pass(chunk, cell):
+    """A unidirectional SRU fed a sequence in chunks, each chunk's c_n the next chunk's c0, gives one pass's
+    outputs and final state, with padding too (a shorter sequence's state stops at its last real step)."""
+    torch.manual_seed(0)
+    kw = dict(cell="2017", use_tanh=True, rescale=False) if cell == "2017" else dict(layer_norm=True, rescale=True)
+    rnn = SRU(5, 6, num_layers=2, **kw).eval()
+    L, B = 10, 3
+    x = torch.randn(L, B, 5)
+    mask = torch.zeros(L, B, dtype=torch.bool)
+    mask[7:, 1] = True                                   # sequence 1 ends after 7 steps
+    with torch.no_grad():
+        whole, c_whole = rnn(x, mask_pad=mask)
+        size = chunk or L
+        outs, c = [], None
+        for start in range(0, L, size):
+            out, c = rnn(x[start:start + size], c0=c, mask_pad=mask[start:start + size])
+            outs.append(out)
+    torch.testing.assert_close(torch.cat(outs), whole)
+    torch.testing.assert_close(c, c_whole)
