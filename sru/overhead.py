@@ -1,6 +1,7 @@
 """Where the fixed cost of one SRU layer call goes on the CPU: a tiny layer, each part timed alone.
 
     python -m sru.overhead [--threads 1] [--size 1x1x8] [--repeats 2000]
+    python -m sru.overhead --streaming 8,128,512   # one eval call at (1, 1, d): SRU beside nn.GRU, nn.LSTM
 
 At (L, B, d) = (1, 1, 8) the arithmetic is nothing, so every microsecond is fixed cost: Python, torch's
 autograd, numpy views, numba's dispatch. Each row is the median over --repeats calls (after warm-up),
@@ -9,6 +10,8 @@ baseline. The parts overlap (the cell contains the GEMM and the recurrence): the
 is, they do not add up to the cell. docs/benchmarks.md has the measured breakdown.
 """
 import argparse
+import statistics
+import time
 
 import torch
 
@@ -92,13 +95,51 @@ def parts(L, B, d):
     ]
 
 
+def streaming_layers(d):
+    """(name, layer) at width d, eval mode: the SRU (2018 and the paper's cell) beside nn.GRU and nn.LSTM."""
+    return [("SRU (2018 cell)", SRUCell(d, d, backend="cpu")),
+            ("SRU (paper's cell)", SRUCell(d, d, backend="cpu", cell="2017", use_tanh=True, rescale=False)),
+            ("nn.GRU", torch.nn.GRU(d, d)), ("nn.LSTM", torch.nn.LSTM(d, d))]
+
+
+def streaming_rows(dims, repeats):
+    """Median us of one eval call at (1, 1, d), state carried: what each step of a streaming decoder pays. The
+    layers alternate call by call, so machine noise hits them alike. Yields (d, {name: us})."""
+    for d in dims:
+        torch.manual_seed(0)
+        layers = [(name, layer.eval()) for name, layer in streaming_layers(d)]
+        x = torch.randn(1, 1, d)
+        calls = {name: (lambda layer=layer: layer(x)) for name, layer in layers}
+        with torch.no_grad():
+            for call in calls.values():  # warm-up (numba compiles on the first call)
+                for _ in range(50):
+                    call()
+            times = {name: [] for name in calls}
+            for _ in range(repeats):
+                for name, call in calls.items():
+                    t0 = time.perf_counter()
+                    call()
+                    times[name].append((time.perf_counter() - t0) * 1e6)
+        yield d, {name: statistics.median(t) for name, t in times.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--size", default="1x1x8", help="LxBxd of the layer (default: tiny, so only fixed costs remain)")
     p.add_argument("--repeats", type=int, default=2000)
+    p.add_argument("--streaming", default=None, metavar="D,D,...",
+                   help="instead: one eval call at (1, 1, d) of the SRU, nn.GRU and nn.LSTM at these widths")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.streaming:
+        names = [name for name, _ in streaming_layers(1)]
+        print(f"| d | " + " | ".join(f"{n}, us" for n in names) + f" | SRU 2018 / GRU |  ({args.threads} thread(s))")
+        print("|---" * (len(names) + 2) + "|")
+        for d, us in streaming_rows([int(v) for v in args.streaming.split(",")], args.repeats):
+            print(f"| {d} | " + " | ".join(f"{us[n]:.1f}" for n in names) +
+                  f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
+        return
     L, B, d = (int(v) for v in args.size.split("x"))
     print(f"| part of one SRU layer call, (L, B, d) = ({L}, {B}, {d}), {args.threads} thread(s) | median us |")
     print("|---|---|")
