@@ -197,3 +197,14 @@ def test_report_shows_a_local_run_beside_the_committed_table(tmp_path):
     assert "### Your run: Table 3: a local smoke run" in section and "### Committed: Table 3: PTB" in section
     assert "| [Table 3](#table3) | PTB word-level language model | local run |" in text
     assert "| [Table 3](#table3) | PTB word-level language model | committed |" in text
+
+
+def test_figure_of_rows_without_a_machine_name(tmp_path):
+    """Rows from before result.json named the machine (only `device`) still plot, tagged by their device."""
+    from tasks.common.figures import plot_table
+    rows = [dict(model="lstm", layers=2, hidden=8, sec_per_epoch=2.0, device="cpu",
+                 history=[dict(wall=1.0, valid_ppl=300.0)]),
+            dict(model="sru", layers=2, hidden=8, sec_per_epoch=1.0, machine="CPU: X, 2 threads",
+                 history=[dict(wall=1.0, valid_ppl=250.0), dict(wall=2.0, valid_ppl=200.0)])]
+    plot_table(dict(table="table3", rows=rows, metric="valid_ppl", smoke=True), tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 0

@@ -74,9 +74,10 @@ def plot_table(table, path):
     import matplotlib.pyplot as plt
     rows, metric = table["rows"], table["metric"]
     speed = speed_rows(table)
-    machines = list(dict.fromkeys(str(r.get("machine") or r.get("device", "?")) for r in rows))
+    where_of = lambda r: str(r.get("machine") or r.get("device", "?"))
+    machines = list(dict.fromkeys(where_of(r) for r in rows))
     tags = {m: f"M{i + 1}" for i, m in enumerate(machines)}  # short machine tags: the full names are in the title
-    labels = {id(r): s["label"].replace(f" [{r.get('machine')}]", f" [{tags[str(r.get('machine'))]}]")
+    labels = {id(r): s["label"].replace(f" [{r.get('machine')}]", f" [{tags[where_of(r)]}]")
               for r, s in zip(rows, speed)}
     panels = list(dict.fromkeys(r.get("dataset") for r in rows))
     n = len(panels) + 1
