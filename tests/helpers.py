@@ -11,7 +11,10 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("SRU_DATA_MIRROR", ROOT.parent / "shared" / "data"))
+# the data mirror, one lookup: SRU_DATA_MIRROR, else ../shared/data beside the clone; set but empty: none
+_MIRROR_VAR = os.environ.get("SRU_DATA_MIRROR")
+MIRROR = (ROOT.parent / "shared" / "data" if _MIRROR_VAR is None else
+          Path(_MIRROR_VAR) if _MIRROR_VAR else ROOT / "no-data-mirror")
 
 
 def mirror_has(folder):
