@@ -10,6 +10,7 @@ baseline. The parts overlap (the cell contains the GEMM and the recurrence): the
 is, they do not add up to the cell. docs/benchmarks.md has the measured breakdown.
 """
 import argparse
+import random
 import statistics
 import time
 
@@ -103,24 +104,32 @@ def streaming_layers(d):
 
 
 def streaming_rows(dims, repeats):
-    """Median us of one eval call at (1, 1, d), state carried: what each step of a streaming decoder pays. The
-    layers alternate call by call, so machine noise hits them alike. Yields (d, {name: us})."""
+    """Median us of one eval call at (1, 1, d): what each step of a streaming decoder pays. Two ways: `alone`, each
+    layer's calls in one block (a decoder that runs only that layer); `mixed`, the layers taking turns in a shuffled
+    order each round (the call after nn.LSTM's or nn.GRU's meets torch's spinning OpenMP workers,
+    docs/benchmarks.md; shuffled, so that no layer alone pays for it). Yields (d, mode, {name: us})."""
     for d in dims:
         torch.manual_seed(0)
         layers = [(name, layer.eval()) for name, layer in streaming_layers(d)]
         x = torch.randn(1, 1, d)
         calls = {name: (lambda layer=layer: layer(x)) for name, layer in layers}
+
+        def timed(call):
+            t0 = time.perf_counter()
+            call()
+            return (time.perf_counter() - t0) * 1e6
         with torch.no_grad():
             for call in calls.values():  # warm-up (numba compiles on the first call)
                 for _ in range(50):
                     call()
-            times = {name: [] for name in calls}
-            for _ in range(repeats):
-                for name, call in calls.items():
-                    t0 = time.perf_counter()
-                    call()
-                    times[name].append((time.perf_counter() - t0) * 1e6)
-        yield d, {name: statistics.median(t) for name, t in times.items()}
+            alone = {name: statistics.median(timed(call) for _ in range(repeats)) for name, call in calls.items()}
+            mixed, order = {name: [] for name in calls}, list(calls.items())
+            for i in range(repeats):
+                random.Random(i).shuffle(order)
+                for name, call in order:
+                    mixed[name].append(timed(call))
+        yield d, "alone", alone
+        yield d, "mixed", {name: statistics.median(t) for name, t in mixed.items()}
 
 
 def main(argv=None):
@@ -134,10 +143,11 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.streaming:
         names = [name for name, _ in streaming_layers(1)]
-        print(f"| d | " + " | ".join(f"{n}, us" for n in names) + f" | SRU 2018 / GRU |  ({args.threads} thread(s))")
-        print("|---" * (len(names) + 2) + "|")
-        for d, us in streaming_rows([int(v) for v in args.streaming.split(",")], args.repeats):
-            print(f"| {d} | " + " | ".join(f"{us[n]:.1f}" for n in names) +
+        print(f"| d | calls | " + " | ".join(f"{n}, us" for n in names) + f" | SRU 2018 / GRU |  "
+              f"({args.threads} thread(s), median of {args.repeats})")
+        print("|---" * (len(names) + 3) + "|")
+        for d, mode, us in streaming_rows([int(v) for v in args.streaming.split(",")], args.repeats):
+            print(f"| {d} | {mode} | " + " | ".join(f"{us[n]:.1f}" for n in names) +
                   f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
         return
     L, B, d = (int(v) for v in args.size.split("x"))
