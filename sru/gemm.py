@@ -99,9 +99,10 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def _takes_route(x, weight):
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+    return (not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32
             and weight.device.type == "cpu" and x.dim() >= 1 and x.shape[-1] > 0
-            and x.numel() // x.shape[-1] * weight.numel() >= ONEDNN_MIN_MACS and not torch.compiler.is_compiling()
+            and x.numel() // x.shape[-1] * weight.numel() >= ONEDNN_MIN_MACS
             and not torch.is_autocast_enabled("cpu") and cpu_route() == "onednn")
 
 

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .gemm import matmul
-from .ops import check_backend_available, recurrence, resolve_backend
+from .ops import check_backend_available, onnx_exporting, recurrence, resolve_backend
 
 CELLS = ("2018", "2017")
 NO_TORCHSCRIPT = ("TorchScript (torch.jit.script / torch.jit.trace) is not supported for SRU: PyTorch has deprecated it, "
@@ -270,6 +270,8 @@ class SRUCell(nn.Module):
     def forward(self, input, c0=None, mask_pad=None):
         if torch.jit.is_tracing():  # a trace would record the kernels as a Python op no program can run
             raise RuntimeError(NO_TORCHSCRIPT)
+        if onnx_exporting():
+            _check_onnx_export(self, input)
         one_step = isinstance(input, torch.Tensor) and input.dim() == 2  # (B, input_size): one step, as sru 2.6
         if one_step:
             input = input.unsqueeze(0)
@@ -432,6 +434,16 @@ class SRU(nn.Module):
         if packed:
             return pack_padded_sequence(h, lengths, enforce_sorted=False), c_n
         return (h.transpose(0, 1) if self.batch_first else h), c_n
+
+
+def _check_onnx_export(cell, input):
+    """What an ONNX export of this cell cannot keep: training-mode dropout (random masks) and bfloat16."""
+    if cell.training and (cell.dropout > 0 or cell.rnn_dropout > 0):
+        raise RuntimeError("exporting an SRU in training mode with dropout: the exported model would draw random "
+                           "dropout masks. Call model.eval() before torch.onnx.export")
+    if isinstance(input, torch.Tensor) and input.dtype == torch.bfloat16:
+        raise TypeError("exporting an SRU in bfloat16: onnxruntime's CPU provider has no bfloat16 kernels for its "
+                        "ops; export in float32 (model.float()) or float16")
 
 
 def _sequence_mask(p, shape, like, dtype=None):

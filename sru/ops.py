@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .reference import DIFFERENTIABLE, Inputs, Options, reference
+from .reference import DIFFERENTIABLE, Inputs, Options, reference, reference_scan
 
 BACKENDS = ("auto", "reference", "cpu", "gpu")
 GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -266,6 +266,16 @@ _gpu_op = _define_op("gpu", _gpu_forward, _gpu_backward)
 _IMPLS = {"cpu": (_cpu_forward, _cpu_backward), "gpu": (_gpu_forward, _gpu_backward)}
 
 
+def onnx_exporting():
+    """Whether torch.onnx.export is tracing the model. The flag is read where the exporter keeps it: under
+    torch.export's strict capture dynamo folds torch.onnx.is_in_onnx_export() to False."""
+    try:
+        from torch.onnx._internal.exporter import _flags
+        return bool(getattr(_flags, "_is_onnx_exporting", False)) or torch.onnx.is_in_onnx_export()
+    except ImportError:
+        return torch.onnx.is_in_onnx_export()
+
+
 # --- backend selection --------------------------------------------------------------------
 def triton_interpreted():
     return os.environ.get("TRITON_INTERPRET") == "1"
@@ -350,6 +360,8 @@ def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, b
     if U.shape[1] == 0:  # an empty batch: nothing to run (c_n in c0's dtype, as the kernels return it)
         return U.new_zeros(U.shape[0], 0, c0.shape[-1]), c0.clone()
     opt = Options(hidden_size, bool(bidirectional), bool(use_tanh), bool(drop_gate))
+    if onnx_exporting():  # ONNX has no kernel of ours: the spec as a scan, which becomes an ONNX Scan
+        return reference_scan(Inputs(U, x, weight_c, bias, c0, mask_pad, drop), opt)
     if backend == "reference":
         return reference(Inputs(U, x, weight_c, bias, c0, mask_pad, drop), opt)
     contiguous = (lambda t: None if t is None else t.contiguous())

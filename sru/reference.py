@@ -112,3 +112,50 @@ def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, u
     """``reference`` with the arguments of ``sru.recurrence`` (no backend)."""
     return reference(Inputs(U, x, weight_c, bias, c0, mask_pad, drop),
                      Options(hidden_size, bidirectional, use_tanh, drop_gate))
+
+
+def reference_scan(inp: Inputs, opt: Options):
+    """The same recurrence as ``reference``, written as one ``torch`` scan over time per direction: the form that
+    ``torch.onnx.export(..., dynamo=True)`` translates into an ONNX Scan (``sru.ops.recurrence`` takes it while an
+    ONNX export traces the model). Inference only: no backward is defined for it here."""
+    from torch._higher_order_ops.scan import scan
+    U, x, weight_c, bias, c0, mask_pad, drop = inp
+    L, B, _ = U.shape
+    D, d = (2 if opt.bidirectional else 1), opt.hidden_size
+    k = U.shape[-1] // (D * d)
+    U = U.view(L, B, D, k, d)
+    b = bias.view(D, 2, d)
+    u0, zf, zr = U[..., 0, :], U[..., 1, :] + b[:, 0], U[..., 2, :] + b[:, 1]
+    skip = k == 4 or x is not None
+    xh = U[..., 3, :] if k == 4 else (x.view(L, B, D, d) if skip else None)
+    v = weight_c.view(D, 2, d) if weight_c is not None else U.new_zeros(D, 2, d)
+    m = drop.view(B, D, d) if drop is not None else U.new_ones(B, D, d)
+    q = m if opt.drop_gate else torch.ones_like(m)   # the mask on the gate's highway side
+    pad = (mask_pad.view(L, B, 1).bool() if mask_pad is not None else torch.zeros(L, B, 1, dtype=torch.bool,
+                                                                                  device=U.device))
+    c0 = c0.view(B, D, d)
+
+    h_dirs, c_last = [], []
+    for dr in range(D):
+        # clones: the scan takes each as its own input, and views of one tensor would alias
+        vf, vr, m_, q_ = (t.clone() for t in (v[dr, 0], v[dr, 1], m[:, dr], q[:, dr]))
+
+        def step(c, xs, vf=vf, vr=vr, m_=m_, q_=q_):  # the per-direction constants are closed over, not carried
+            u0_t, zf_t, zr_t, pad_t, *x_t = xs  # x_t: [the highway input] with a skip term, else []
+            f = torch.sigmoid(zf_t + vf * c)
+            r = torch.sigmoid(zr_t + vr * c)
+            c_new = f * c + (1 - f) * u0_t
+            g = torch.tanh(c_new) if opt.use_tanh else c_new
+            h = r * (g * m_)
+            if skip:
+                h = h + (1 - r * q_) * x_t[0]
+            return torch.where(pad_t, c, c_new), torch.where(pad_t, torch.zeros_like(h), h)
+
+        seqs = [t[:, :, dr] for t in (u0, zf, zr)] + [pad] + ([xh[:, :, dr]] if skip else [])
+        if dr == 1:  # direction 1 runs time in reverse
+            seqs = [t.flip(0) for t in seqs]
+        # fresh tensors, not views: the scan re-traces its inputs, and a view's base made it specialise the batch size
+        c_n, h = scan(step, c0[:, dr].clone(), tuple(t.clone() for t in seqs))
+        h_dirs.append(h.flip(0) if dr == 1 else h)
+        c_last.append(c_n)
+    return torch.cat(h_dirs, dim=-1), torch.cat(c_last, dim=-1)

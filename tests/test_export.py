@@ -1,0 +1,103 @@
+"""Deployment: any model with an SRU exports to ONNX with torch.onnx.export(..., dynamo=True) and no extra argument
+(while an export traces it, the recurrence is the spec written as a torch scan, which becomes an ONNX Scan), and
+onnxruntime gives eager PyTorch's outputs at other lengths and batches, length 1 and batch 1 included; streaming
+chunk by chunk in onnxruntime equals one pass."""
+import numpy as np
+import pytest
+import torch
+
+from sru import SRU, SRUCell
+
+ort = pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
+pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
+
+CONFIGS = {  # name: (class, keywords, input_size)
+    "2018-layernorm-bi": (SRU, dict(hidden_size=4, num_layers=2, bidirectional=True, layer_norm=True), 6),
+    "2018-k3-rescale-noskip": (SRU, dict(hidden_size=5, num_layers=2, rescale=True, has_skip_term=False), 5),
+    "2018-projection-postnorm": (SRU, dict(hidden_size=4, num_layers=2, projection_size=2, layer_norm=True,
+                                           normalize_after=True), 7),
+    "2017-paper-bi-k4": (SRU, dict(hidden_size=3, num_layers=2, bidirectional=True, cell="2017", use_tanh=True,
+                                   rescale=False), 5),
+    "cell-2018": (SRUCell, dict(hidden_size=4, rescale=True), 4),
+}
+
+
+class Wrapped(torch.nn.Module):
+    """The SRU with c0 and mask_pad as model inputs."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x, c0, mask):
+        return self.rnn(x, c0, mask_pad=mask)
+
+
+def export(model, example, path):
+    L, B = torch.export.Dim("length", min=1, max=4096), torch.export.Dim("batch", min=1, max=1024)
+    c_dims = {1: B} if example[1].dim() == 3 else {0: B}
+    torch.onnx.export(model, example, path, dynamo=True, dynamic_shapes=({0: L, 1: B}, c_dims, {0: L, 1: B}))
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def inputs(cls, rnn, n_in, L, B, g):
+    x = torch.randn(L, B, n_in, generator=g)
+    shape = (rnn.num_layers, B, rnn.output_size) if cls is SRU else (B, rnn.output_size)
+    c0 = torch.randn(*shape, generator=g)
+    mask = torch.zeros(L, B, dtype=torch.bool)
+    if L > 2 and B > 1:
+        mask[L - 2:, 1] = True      # sequence 1 is 2 steps shorter
+    return x, c0, mask
+
+
+def run(session, *tensors):
+    return session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), tensors)})
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_onnx_export_runs_in_onnxruntime_like_eager(name, tmp_path):
+    cls, kw, n_in = CONFIGS[name]
+    torch.manual_seed(0)
+    rnn = cls(n_in, **kw).eval()
+    with torch.no_grad():  # weight_c, biases and layer norms off their init, so that each one counts
+        for p in rnn.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    model = Wrapped(rnn).eval()
+    g = torch.Generator().manual_seed(1)
+    session = export(model, inputs(cls, rnn, n_in, 6, 3, g), tmp_path / "m.onnx")
+    for L, B in ((1, 1), (11, 2), (3, 5), (1, 4), (7, 1)):
+        tensors = inputs(cls, rnn, n_in, L, B, g)
+        with torch.no_grad():
+            want = model(*tensors)
+        got = run(session, *tensors)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-5, err_msg=f"{name} at length {L}, batch {B}")
+
+
+def test_streaming_in_onnxruntime_chunk_by_chunk_equals_one_pass(tmp_path):
+    """A unidirectional SRU exported once; onnxruntime fed 1, 3 or all steps at a time, each chunk's c_n the next
+    chunk's c0 (the state as a model input and output), gives one pass's outputs, with a padded sequence too."""
+    torch.manual_seed(0)
+    rnn = SRU(5, 6, num_layers=2, layer_norm=True).eval()
+    g = torch.Generator().manual_seed(2)
+    session = export(Wrapped(rnn).eval(), inputs(SRU, rnn, 5, 4, 2, g), tmp_path / "s.onnx")
+    x, c0, mask = inputs(SRU, rnn, 5, 10, 3, g)
+    with torch.no_grad():
+        whole, c_whole = rnn(x, c0, mask_pad=mask)
+    for chunk in (1, 3, 10):
+        outs, c = [], c0
+        for start in range(0, 10, chunk):
+            out, c_np = run(session, x[start:start + chunk], c, mask[start:start + chunk])
+            outs.append(out)
+            c = torch.from_numpy(c_np)
+        np.testing.assert_allclose(np.concatenate(outs), whole.numpy(), atol=1e-5, err_msg=f"chunk {chunk}")
+        np.testing.assert_allclose(c.numpy(), c_whole.numpy(), atol=1e-5, err_msg=f"chunk {chunk}")
+
+
+def test_exporting_training_mode_dropout_or_bfloat16_says_what_to_do(tmp_path):
+    rnn = SRU(4, 4, num_layers=2, dropout=0.2)
+    with pytest.raises(Exception, match=r"model.eval\(\) before torch.onnx.export"):
+        torch.onnx.export(rnn.train(), (torch.randn(3, 2, 4),), tmp_path / "t.onnx", dynamo=True)
+    with pytest.raises(Exception, match="bfloat16"):
+        torch.onnx.export(rnn.eval().to(torch.bfloat16), (torch.randn(3, 2, 4, dtype=torch.bfloat16),),
+                          tmp_path / "b.onnx", dynamo=True)
