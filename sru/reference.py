@@ -61,17 +61,24 @@ class Options(NamedTuple):
 DIFFERENTIABLE = ("U", "x", "weight_c", "bias", "c0")
 
 
-def reference(inp: Inputs, opt: Options):
-    """(h, c_n) of the recurrence, step by step in plain PyTorch."""
-    U, x, weight_c, bias, c0, mask_pad, drop = inp
+def _views(inp, opt):
+    """The inputs viewed per direction: (L, B, D, d, U as (L, B, D, k, d), bias as (D, 2, d), whether there is a
+    skip term, the highway input x' as (L, B, D, d) or None)."""
+    U, x, bias = inp.U, inp.x, inp.bias
     L, B, _ = U.shape
     D, d = (2 if opt.bidirectional else 1), opt.hidden_size
     k = U.shape[-1] // (D * d)
     U = U.view(L, B, D, k, d)
-    b = bias.view(D, 2, d)
-    v = None if weight_c is None else weight_c.view(D, 2, d)
     skip = k == 4 or x is not None
     x_highway = U[..., 3, :] if k == 4 else (x.view(L, B, D, d) if skip else None)
+    return L, B, D, d, U, bias.view(D, 2, d), skip, x_highway
+
+
+def reference(inp: Inputs, opt: Options):
+    """(h, c_n) of the recurrence, step by step in plain PyTorch."""
+    weight_c, c0, mask_pad, drop = inp.weight_c, inp.c0, inp.mask_pad, inp.drop
+    L, B, D, d, U, b, skip, x_highway = _views(inp, opt)
+    v = None if weight_c is None else weight_c.view(D, 2, d)
     pad = None if mask_pad is None else mask_pad.view(L, B, 1).bool()
     c0 = c0.view(B, D, d)
     drop = None if drop is None else drop.view(B, D, d)
@@ -119,15 +126,9 @@ def reference_scan(inp: Inputs, opt: Options):
     ``torch.onnx.export(..., dynamo=True)`` translates into an ONNX Scan (``sru.ops.recurrence`` takes it while an
     ONNX export traces the model). Inference only: no backward is defined for it here."""
     from torch._higher_order_ops.scan import scan
-    U, x, weight_c, bias, c0, mask_pad, drop = inp
-    L, B, _ = U.shape
-    D, d = (2 if opt.bidirectional else 1), opt.hidden_size
-    k = U.shape[-1] // (D * d)
-    U = U.view(L, B, D, k, d)
-    b = bias.view(D, 2, d)
+    weight_c, c0, mask_pad, drop = inp.weight_c, inp.c0, inp.mask_pad, inp.drop
+    L, B, D, d, U, b, skip, xh = _views(inp, opt)
     u0, zf, zr = U[..., 0, :], U[..., 1, :] + b[:, 0], U[..., 2, :] + b[:, 1]
-    skip = k == 4 or x is not None
-    xh = U[..., 3, :] if k == 4 else (x.view(L, B, D, d) if skip else None)
     v = weight_c.view(D, 2, d) if weight_c is not None else U.new_zeros(D, 2, d)
     m = drop.view(B, D, d) if drop is not None else U.new_ones(B, D, d)
     q = m if opt.drop_gate else torch.ones_like(m)   # the mask on the gate's highway side
