@@ -1,6 +1,7 @@
 """Table 5 (speech): the connected-digit builder, filterbanks, CTC decoding, WER, the Kaldi and Lhotse
 readers, the smoke table through the real entry point, and clear errors for bad audio."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -241,3 +242,34 @@ def test_seed_and_lr_rows_are_named_passed_on_and_summarised():
                                       "50.00 (seed 3); median 50.00; 1 of 3 below 30.",
                                       "- LSTM 5 x 128, lr 0.003 over 2 seeds: test WER 20.00 (seed 1), 40.00 (seed 2); "
                                       "median 30.00; 1 of 2 below 30."]
+
+
+@needs_fsdd
+def test_export_streams_in_onnxruntime_with_the_pytorch_decoders_hypotheses(tmp_path):
+    """`python -m tasks.speech.export best.pt model.onnx --decode`: a unidirectional SRU acoustic model (the smoke
+    profile's, 1 epoch, its output layer then scrambled so that greedy CTC emits varied characters rather than
+    blanks) decoded in onnxruntime chunk by chunk (100 ms, lookahead included) gives the PyTorch decoder's
+    hypotheses and WER; a checkpoint of another task is refused, saying what was expected."""
+    import torch
+    data_dir = tmp_path / "data"
+    proc = run_module("tasks.speech.train", "model=sru", "profile=smoke", "profile.epochs=1", "logger=none",
+                      f"out_dir={tmp_path / 'run'}", f"data_dir={data_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    g = torch.Generator().manual_seed(0)
+    for key in ("out.weight", "out.bias"):
+        ckpt["model"][key] = 3 * torch.randn(ckpt["model"][key].shape, generator=g)
+    torch.save(ckpt, tmp_path / "scrambled.pt")
+    proc = run_module("tasks.speech.export", str(tmp_path / "scrambled.pt"), str(tmp_path / "model.onnx"), "--decode",
+                      "--data-dir", str(data_dir), "--out", str(tmp_path / "hyps.txt"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(s for s in proc.stdout.splitlines() if s.startswith("test set"))
+    match = re.search(r"WER PyTorch ([\d.]+), onnxruntime streaming ([\d.]+); (\d+) of (\d+) hypotheses identical",
+                      line)
+    assert match and match.group(1) == match.group(2) and match.group(3) == match.group(4), line
+    hyps = [h.split(" ", 1)[1] for h in (tmp_path / "hyps.txt").read_text().splitlines() if " " in h]
+    assert sum(bool(h.strip()) for h in hyps) >= len(hyps) // 2, "the scrambled model should emit characters"
+    ckpt["task"] = "lm_ptb"
+    torch.save(ckpt, tmp_path / "other.pt")
+    proc = run_module("tasks.speech.export", str(tmp_path / "other.pt"), str(tmp_path / "x.onnx"))
+    assert proc.returncode != 0 and "expected a Table 5 acoustic model" in proc.stderr, proc.stderr[-2000:]
