@@ -81,9 +81,9 @@ def test_utterances(ckpt, data_dir):
     return utts, [data.stack(x, cfg.data.stack).astype(np.float32) for x in raw]
 
 
-def stream_decode(session, frames, layers, hidden, future, chunk):
-    """Greedy CTC of one utterance fed to onnxruntime `chunk` steps at a time, as the frames arrive. Returns the
-    label ids and the seconds spent in onnxruntime per chunk."""
+def stream_decode(step, frames, layers, hidden, future, chunk):
+    """Greedy CTC of one utterance fed to `step` (frames, c0) -> (log_probs, c_n), numpy in and out, `chunk` steps
+    at a time as the frames arrive. Returns the label ids and the seconds each chunk's step took."""
     T = len(frames)
     order = [min(t + future, T - 1) for t in range(T)]   # what step t reads: `future` steps ahead, clamped at the end
     c = np.zeros((layers, 1, hidden), np.float32)
@@ -91,37 +91,48 @@ def stream_decode(session, frames, layers, hidden, future, chunk):
     for start in range(0, T, chunk):
         x = frames[order[start:start + chunk]][:, None, :]
         t0 = time.perf_counter()
-        lp, c = session.run(None, {"frames": x, "c0": c})
+        lp, c = step(x, c)
         seconds.append(time.perf_counter() - t0)
         log_probs.append(lp[:, 0])
     ids = ctc_greedy(torch.from_numpy(np.concatenate(log_probs))[None], torch.tensor([T]))[0]
     return ids, seconds
 
 
-def decode(model, ckpt, onnx_path, data_dir, chunk_ms=100):
-    """The test set decoded twice: by the PyTorch model over whole utterances and by onnxruntime streaming.
-    Returns a dict: both hypotheses lists, the references, both WERs, chunk timing."""
+def decode(model, ckpt, stream, onnx_path, data_dir, chunk_ms=100):
+    """The test set decoded by the PyTorch model over whole utterances and by onnxruntime streaming; the same
+    stream also run in eager PyTorch, for its timing. Returns a dict: the hypotheses lists, the references, the
+    WERs, per-chunk medians (us) of onnxruntime and eager PyTorch."""
     import onnxruntime as ort
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_step = lambda x, c: session.run(None, {"frames": x, "c0": c})
+
+    def eager_step(x, c):
+        with torch.no_grad():
+            lp, c_n = stream(torch.from_numpy(x), torch.from_numpy(c))
+        return lp.numpy(), c_n.numpy()
     a, v = ckpt["model_args"], ckpt["vocab"]
     stack, symbols = a["stack"], v["symbols"]
     chunk = max(1, round(chunk_ms / (10 * stack)))      # model steps per chunk: 10-ms frames, `stack` per step
     mean, std = (np.tile(np.asarray(s, np.float32), stack) for s in (v["mean"], v["std"]))
     utts, feats = test_utterances(ckpt, data_dir)
     text = lambda ids: "".join(symbols[i] for i in ids).replace("|", " ").strip()
-    torch_hyps, onnx_hyps, chunk_seconds = [], [], []
+    torch_hyps, onnx_hyps, eager_hyps, chunk_seconds, eager_seconds = [], [], [], [], []
     for frames in feats:
         with torch.no_grad():
             lp = model(torch.from_numpy((frames - mean) / std)[None], torch.tensor([len(frames)]))
         torch_hyps.append(greedy_text(lp, torch.tensor([len(frames)]), symbols)[0])
-        ids, seconds = stream_decode(session, frames, model.rnn.num_layers, model.rnn.output_size, model.future, chunk)
+        shape = (model.rnn.num_layers, model.rnn.output_size, model.future, chunk)
+        ids, seconds = stream_decode(onnx_step, frames, *shape)
         onnx_hyps.append(text(ids))
         chunk_seconds += seconds
+        ids, seconds = stream_decode(eager_step, frames, *shape)
+        eager_hyps.append(text(ids))
+        eager_seconds += seconds
     refs = [u["text"] for u in utts]
-    return dict(utterances=utts, references=refs, torch=torch_hyps, onnx=onnx_hyps, chunk_steps=chunk,
-                chunk_ms=chunk * 10 * stack, torch_wer=error_rates(refs, torch_hyps)["wer"],
+    return dict(utterances=utts, references=refs, torch=torch_hyps, onnx=onnx_hyps, eager_stream=eager_hyps,
+                chunk_steps=chunk, chunk_ms=chunk * 10 * stack, torch_wer=error_rates(refs, torch_hyps)["wer"],
                 onnx_wer=error_rates(refs, onnx_hyps)["wer"],
-                chunk_us_median=float(np.median(chunk_seconds)) * 1e6 if chunk_seconds else None)
+                onnx_chunk_us=float(np.median(chunk_seconds)) * 1e6, eager_chunk_us=float(np.median(eager_seconds)) * 1e6)
 
 
 def main(argv=None):
@@ -135,16 +146,19 @@ def main(argv=None):
     p.add_argument("--out", help="write the streaming hypotheses here (id hypothesis per line)")
     args = p.parse_args(argv)
     try:
-        model, ckpt, _ = export(args.checkpoint, args.onnx)
+        model, ckpt, stream = export(args.checkpoint, args.onnx)
         print(f"wrote {args.onnx}: raw stacked fbank frames (length, batch, {ckpt['model_args']['input_size']}) and "
               f"c0 (layers, batch, hidden) in; log_probs and c_n out; normalisation inside")
         if args.decode:
-            r = decode(model, ckpt, args.onnx, args.data_dir, args.chunk_ms)
-            same = sum(a == b for a, b in zip(r["torch"], r["onnx"]))
+            r = decode(model, ckpt, stream, args.onnx, args.data_dir, args.chunk_ms)
+            same = sum(a == b == c for a, b, c in zip(r["torch"], r["onnx"], r["eager_stream"]))
+            frames = r["chunk_ms"] / 10
             print(f"test set, {len(r['references'])} utterances, chunks of {r['chunk_ms']:.0f} ms "
                   f"({r['chunk_steps']} model steps): WER PyTorch {r['torch_wer']:.2f}, onnxruntime streaming "
-                  f"{r['onnx_wer']:.2f}; {same} of {len(r['references'])} hypotheses identical; "
-                  f"{r['chunk_us_median']:.0f} us per chunk in onnxruntime (median)")
+                  f"{r['onnx_wer']:.2f}; {same} of {len(r['references'])} hypotheses identical")
+            print(f"latency at batch 1, median per chunk (per 10-ms frame): onnxruntime {r['onnx_chunk_us']:.0f} us "
+                  f"({r['onnx_chunk_us'] / frames:.0f} us), eager PyTorch {r['eager_chunk_us']:.0f} us "
+                  f"({r['eager_chunk_us'] / frames:.0f} us)")
             if args.out:
                 Path(args.out).write_text("".join(f"{u['id']} {h}\n" for u, h in zip(r["utterances"], r["onnx"])))
     except UserError as e:
