@@ -1,7 +1,8 @@
 """Where the fixed cost of one SRU layer call goes on the CPU: a tiny layer, each part timed alone.
 
     python -m sru.overhead [--threads 1] [--size 1x1x8] [--repeats 2000]
-    python -m sru.overhead --streaming 8,128,512   # one eval call at (1, 1, d): SRU beside nn.GRU, nn.LSTM
+    python -m sru.overhead --streaming 8,128,512 [--onnx]   # one eval call at (1, 1, d): SRU beside nn.GRU,
+                                                           # nn.LSTM (and the same in onnxruntime)
 
 At (L, B, d) = (1, 1, 8) the arithmetic is nothing, so every microsecond is fixed cost: Python, torch's
 autograd, numpy views, numba's dispatch. Each row is the median over --repeats calls (after warm-up),
@@ -132,6 +133,45 @@ def streaming_rows(dims, repeats):
         yield d, "mixed", {name: statistics.median(t) for name, t in mixed.items()}
 
 
+def onnx_rows(dims, repeats):
+    """The same layers exported to ONNX (torch.onnx.export, dynamo) and run in onnxruntime, one call at (1, 1, d)
+    with the state as an input, median us. Yields (d, {name: us})."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    class Step(torch.nn.Module):  # the layer with its state as an input: one streaming step
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x, state):
+            if isinstance(self.layer, torch.nn.LSTM):
+                return self.layer(x, (state, state))[0]
+            return self.layer(x, state)[0]
+
+    for d in dims:
+        torch.manual_seed(0)
+        x = torch.randn(1, 1, d)
+        sessions = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, layer in streaming_layers(d):
+                state = torch.zeros(1, d) if isinstance(layer, SRUCell) else torch.zeros(1, 1, d)
+                path = f"{tmp}/{len(sessions)}.onnx"
+                torch.onnx.export(Step(layer).eval(), (x, state), path, dynamo=True, verbose=False)
+                feed = {i.name: t.numpy() for i, t in zip(ort.InferenceSession(path).get_inputs(), (x, state))}
+                sessions[name] = (ort.InferenceSession(path, providers=["CPUExecutionProvider"]), feed)
+        times = {name: [] for name in sessions}
+        order = list(sessions.items())
+        for i in range(repeats):
+            random.Random(i).shuffle(order)
+            for name, (session, feed) in order:
+                t0 = time.perf_counter()
+                session.run(None, feed)
+                times[name].append((time.perf_counter() - t0) * 1e6)
+        yield d, {name: statistics.median(t) for name, t in times.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -139,6 +179,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=2000)
     p.add_argument("--streaming", default=None, metavar="D,D,...",
                    help="instead: one eval call at (1, 1, d) of the SRU, nn.GRU and nn.LSTM at these widths")
+    p.add_argument("--onnx", action="store_true", help="with --streaming: the same layers in onnxruntime too")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.streaming:
@@ -146,9 +187,14 @@ def main(argv=None):
         print(f"| d | calls | " + " | ".join(f"{n}, us" for n in names) + f" | SRU 2018 / GRU |  "
               f"({args.threads} thread(s), median of {args.repeats})")
         print("|---" * (len(names) + 3) + "|")
-        for d, mode, us in streaming_rows([int(v) for v in args.streaming.split(",")], args.repeats):
+        dims = [int(v) for v in args.streaming.split(",")]
+        for d, mode, us in streaming_rows(dims, args.repeats):
             print(f"| {d} | {mode} | " + " | ".join(f"{us[n]:.1f}" for n in names) +
                   f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
+        if args.onnx:
+            for d, us in onnx_rows(dims, args.repeats):
+                print(f"| {d} | onnxruntime | " + " | ".join(f"{us[n]:.1f}" for n in names) +
+                      f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
         return
     L, B, d = (int(v) for v in args.size.split("x"))
     print(f"| part of one SRU layer call, (L, B, d) = ({L}, {B}, {d}), {args.threads} thread(s) | median us |")

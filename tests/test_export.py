@@ -101,3 +101,10 @@ def test_exporting_training_mode_dropout_or_bfloat16_says_what_to_do(tmp_path):
     with pytest.raises(Exception, match="bfloat16"):
         torch.onnx.export(rnn.eval().to(torch.bfloat16), (torch.randn(3, 2, 4, dtype=torch.bfloat16),),
                           tmp_path / "b.onnx", dynamo=True)
+
+
+def test_streaming_latency_benchmark_runs_every_layer_in_onnxruntime():
+    """python -m sru.overhead --streaming D --onnx: each layer exported and timed in onnxruntime (positive times)."""
+    from sru import overhead
+    ((d, us),) = list(overhead.onnx_rows([8], repeats=3))
+    assert d == 8 and set(us) == {name for name, _ in overhead.streaming_layers(8)} and all(v > 0 for v in us.values())
