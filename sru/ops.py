@@ -19,18 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .reference import DIFFERENTIABLE, Inputs, Options, reference, reference_scan
+from .reference import DIFFERENTIABLE, Inputs, Options, dims, reference, reference_scan
 
 BACKENDS = ("auto", "reference", "cpu", "gpu")
 GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 N_INPUTS = len(Inputs._fields)
-
-
-def _dims(inp, opt):
-    """(L, B, D, K) of a problem."""
-    L, B, cols = inp.U.shape
-    D = 2 if opt.bidirectional else 1
-    return L, B, D, cols // (D * opt.hidden_size)
 
 
 # --- cpu: numba kernels on numpy views of contiguous float32 tensors ---------------------
@@ -77,7 +70,7 @@ def _cpu_kernel(name, states, B, D, d):
 def _cpu_arrays(inp, opt):
     """The numba kernels' leading arguments for inp: numpy views in the kernels' layout, stand-ins for
     absent inputs, and the flags."""
-    L, B, D, K = _dims(inp, opt)
+    L, B, D, K = dims(inp, opt)
     d = opt.hidden_size
     U, x, weight_c, bias, c0, mask, drop = inp
     return (U.numpy().reshape(L, B, D, K, d), _NO_X if x is None else x.numpy().reshape(L, B, D, d),
@@ -89,7 +82,7 @@ def _cpu_arrays(inp, opt):
 
 
 def _cpu_forward(inp, opt, keep_c=True):
-    L, B, D, K = _dims(inp, opt)
+    L, B, D, K = dims(inp, opt)
     d = opt.hidden_size
     h = torch.empty(L, B, D * d, dtype=torch.float32)
     c_all = torch.empty(L if keep_c else 1, B, D * d, dtype=torch.float32)
@@ -101,7 +94,7 @@ def _cpu_forward(inp, opt, keep_c=True):
 
 
 def _cpu_backward(inp, opt, c_all, grad_h, grad_cn):
-    L, B, D, K = _dims(inp, opt)
+    L, B, D, K = dims(inp, opt)
     d = opt.hidden_size
     grad_U = torch.empty_like(inp.U)
     grad_x = None if inp.x is None else torch.empty_like(inp.x)
@@ -131,7 +124,7 @@ def _weight_c_partials(grad_U, c_all, c0, L, B, D, K, d):
 def _gpu_forward(inp, opt, keep_c=True):
     from . import triton_kernels
     h, c_all = triton_kernels.forward(inp, opt)
-    L, B, D, _ = _dims(inp, opt)
+    L, B, D, _ = dims(inp, opt)
     return h, c_all, _last_state(c_all, L, B, D, opt.hidden_size)
 
 
@@ -266,14 +259,21 @@ _gpu_op = _define_op("gpu", _gpu_forward, _gpu_backward)
 _IMPLS = {"cpu": (_cpu_forward, _cpu_backward), "gpu": (_gpu_forward, _gpu_backward)}
 
 
+_ONNX_FLAGS = []  # where the exporters keep their flags, found on the first call (torch.onnx takes ~25 ms to import)
+
+
 def onnx_exporting():
-    """Whether torch.onnx.export is tracing the model. The flag is read where the exporter keeps it: under
-    torch.export's strict capture dynamo folds torch.onnx.is_in_onnx_export() to False."""
-    try:
-        from torch.onnx._internal.exporter import _flags
-        return bool(getattr(_flags, "_is_onnx_exporting", False)) or torch.onnx.is_in_onnx_export()
-    except ImportError:
-        return torch.onnx.is_in_onnx_export()
+    """Whether torch.onnx.export is tracing the model (called on every layer call, so the flags are read directly:
+    torch.onnx.is_in_onnx_export() imports them on every call, ~1.5 us). Read where the exporter keeps them also
+    because under torch.export's strict capture dynamo folds torch.onnx.is_in_onnx_export() to False."""
+    if not _ONNX_FLAGS:
+        try:
+            from torch.onnx._internal.exporter import _flags
+            from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+            _ONNX_FLAGS.append(lambda: bool(_flags._is_onnx_exporting or GLOBALS._in_onnx_export))  # fields: no call
+        except (ImportError, AttributeError):  # another torch: the public function
+            _ONNX_FLAGS.append(torch.onnx.is_in_onnx_export)
+    return _ONNX_FLAGS[0]()
 
 
 # --- backend selection --------------------------------------------------------------------

@@ -153,21 +153,21 @@ def onnx_rows(dims, repeats):
     for d in dims:
         torch.manual_seed(0)
         x = torch.randn(1, 1, d)
-        sessions = {}
+        runners = {}
         with tempfile.TemporaryDirectory() as tmp:
             for name, layer in streaming_layers(d):
                 state = torch.zeros(1, d) if isinstance(layer, SRUCell) else torch.zeros(1, 1, d)
-                path = f"{tmp}/{len(sessions)}.onnx"
+                path = f"{tmp}/{len(runners)}.onnx"
                 torch.onnx.export(Step(layer).eval(), (x, state), path, dynamo=True, verbose=False)
-                feed = {i.name: t.numpy() for i, t in zip(ort.InferenceSession(path).get_inputs(), (x, state))}
-                sessions[name] = (ort.InferenceSession(path, providers=["CPUExecutionProvider"]), feed)
-        times = {name: [] for name in sessions}
-        order = list(sessions.items())
+                runner = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+                runners[name] = (runner, {i.name: t.numpy() for i, t in zip(runner.get_inputs(), (x, state))})
+        times = {name: [] for name in runners}
+        order = list(runners.items())
         for i in range(repeats):
             random.Random(i).shuffle(order)
-            for name, (session, feed) in order:
+            for name, (runner, feed) in order:
                 t0 = time.perf_counter()
-                session.run(None, feed)
+                runner.run(None, feed)
                 times[name].append((time.perf_counter() - t0) * 1e6)
         yield d, {name: statistics.median(t) for name, t in times.items()}
 

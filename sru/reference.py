@@ -61,23 +61,45 @@ class Options(NamedTuple):
 DIFFERENTIABLE = ("U", "x", "weight_c", "bias", "c0")
 
 
+def dims(inp, opt):
+    """(L, B, D, k) of a problem: length, batch, directions, U's slots per unit."""
+    L, B, cols = inp.U.shape
+    D = 2 if opt.bidirectional else 1
+    return L, B, D, cols // (D * opt.hidden_size)
+
+
 def _views(inp, opt):
-    """The inputs viewed per direction: (L, B, D, d, U as (L, B, D, k, d), bias as (D, 2, d), whether there is a
-    skip term, the highway input x' as (L, B, D, d) or None)."""
-    U, x, bias = inp.U, inp.x, inp.bias
-    L, B, _ = U.shape
-    D, d = (2 if opt.bidirectional else 1), opt.hidden_size
-    k = U.shape[-1] // (D * d)
-    U = U.view(L, B, D, k, d)
-    skip = k == 4 or x is not None
-    x_highway = U[..., 3, :] if k == 4 else (x.view(L, B, D, d) if skip else None)
-    return L, B, D, d, U, bias.view(D, 2, d), skip, x_highway
+    """The inputs viewed per direction: (L, B, D, d, U as (L, B, D, k, d), bias as (D, 2, d), the highway input x'
+    as (L, B, D, d), or None without a skip term)."""
+    L, B, D, k = dims(inp, opt)
+    d = opt.hidden_size
+    U = inp.U.view(L, B, D, k, d)
+    x_highway = U[..., 3, :] if k == 4 else (None if inp.x is None else inp.x.view(L, B, D, d))
+    return L, B, D, d, U, inp.bias.view(D, 2, d), x_highway
+
+
+def _step(c, u0_t, zf_t, zr_t, x_t, v, m, opt):
+    """One step of one direction, before padding: (c_t, h_t) from c_{t-1}. zf_t, zr_t: the gates' pre-activations
+    with their biases; v: (v_f, v_r), or None for the 2017 cell; m: the dropout mask or None; x_t: the highway
+    input, or None without a skip term."""
+    if v is not None:
+        zf_t, zr_t = zf_t + v[0] * c, zr_t + v[1] * c
+    f, r = torch.sigmoid(zf_t), torch.sigmoid(zr_t)
+    c_new = f * c + (1 - f) * u0_t
+    g = torch.tanh(c_new) if opt.use_tanh else c_new
+    if m is not None:
+        g = g * m
+    h = r * g
+    if x_t is not None:
+        gate = r * m if (opt.drop_gate and m is not None) else r
+        h = h + (1 - gate) * x_t
+    return c_new, h
 
 
 def reference(inp: Inputs, opt: Options):
     """(h, c_n) of the recurrence, step by step in plain PyTorch."""
     weight_c, c0, mask_pad, drop = inp.weight_c, inp.c0, inp.mask_pad, inp.drop
-    L, B, D, d, U, b, skip, x_highway = _views(inp, opt)
+    L, B, D, d, U, b, x_highway = _views(inp, opt)
     v = None if weight_c is None else weight_c.view(D, 2, d)
     pad = None if mask_pad is None else mask_pad.view(L, B, 1).bool()
     c0 = c0.view(B, D, d)
@@ -88,23 +110,13 @@ def reference(inp: Inputs, opt: Options):
         # unbind once per tensor: indexing U[t] in the loop would make autograd allocate a
         # zero tensor of U's full size per step in backward (quadratic in L)
         u0_, u1_, u2_ = (U[:, :, dr, slot].unbind(0) for slot in range(3))
-        xh_ = x_highway[:, :, dr].unbind(0) if skip else None
+        xh_ = None if x_highway is None else x_highway[:, :, dr].unbind(0)
         m = None if drop is None else drop[:, dr]
         c = c0[:, dr]
         h = [None] * L
         for t in (range(L) if dr == 0 else reversed(range(L))):
-            zf, zr = u1_[t] + b[dr, 0], u2_[t] + b[dr, 1]
-            if v is not None:
-                zf, zr = zf + v[dr, 0] * c, zr + v[dr, 1] * c
-            f, r = torch.sigmoid(zf), torch.sigmoid(zr)
-            c_new = f * c + (1 - f) * u0_[t]
-            g = torch.tanh(c_new) if opt.use_tanh else c_new
-            if m is not None:
-                g = g * m
-            h_t = r * g
-            if skip:
-                gate = r * m if (opt.drop_gate and m is not None) else r
-                h_t = h_t + (1 - gate) * xh_[t]
+            c_new, h_t = _step(c, u0_[t], u1_[t] + b[dr, 0], u2_[t] + b[dr, 1], None if xh_ is None else xh_[t],
+                               None if v is None else v[dr], m, opt)
             if pad is not None:
                 c_new = torch.where(pad[t], c, c_new)
                 h_t = torch.where(pad[t], torch.zeros_like(h_t), h_t)
@@ -122,37 +134,29 @@ def recurrence_reference(U, x, bias, c0, mask_pad, hidden_size, bidirectional, u
 
 
 def reference_scan(inp: Inputs, opt: Options):
-    """The same recurrence as ``reference``, written as one ``torch`` scan over time per direction: the form that
-    ``torch.onnx.export(..., dynamo=True)`` translates into an ONNX Scan (``sru.ops.recurrence`` takes it while an
-    ONNX export traces the model). Inference only: no backward is defined for it here."""
+    """The same recurrence as ``reference`` (the same ``_step``), as one ``torch`` scan over time per direction:
+    the form that ``torch.onnx.export(..., dynamo=True)`` translates into an ONNX Scan (``sru.ops.recurrence`` takes
+    it while an ONNX export traces the model). Inference only: no backward is defined for it here."""
     from torch._higher_order_ops.scan import scan
     weight_c, c0, mask_pad, drop = inp.weight_c, inp.c0, inp.mask_pad, inp.drop
-    L, B, D, d, U, b, skip, xh = _views(inp, opt)
+    L, B, D, d, U, b, xh = _views(inp, opt)
     u0, zf, zr = U[..., 0, :], U[..., 1, :] + b[:, 0], U[..., 2, :] + b[:, 1]
-    v = weight_c.view(D, 2, d) if weight_c is not None else U.new_zeros(D, 2, d)
-    m = drop.view(B, D, d) if drop is not None else U.new_ones(B, D, d)
-    q = m if opt.drop_gate else torch.ones_like(m)   # the mask on the gate's highway side
     pad = (mask_pad.view(L, B, 1).bool() if mask_pad is not None else torch.zeros(L, B, 1, dtype=torch.bool,
                                                                                   device=U.device))
     c0 = c0.view(B, D, d)
 
     h_dirs, c_last = [], []
     for dr in range(D):
-        # clones: the scan takes each as its own input, and views of one tensor would alias
-        vf, vr, m_, q_ = (t.clone() for t in (v[dr, 0], v[dr, 1], m[:, dr], q[:, dr]))
+        # clones: the scan takes each closed-over tensor as its own input, and views of one tensor would alias
+        v = None if weight_c is None else tuple(t.clone() for t in weight_c.view(D, 2, d)[dr])
+        m = None if drop is None else drop.view(B, D, d)[:, dr].clone()
 
-        def step(c, xs, vf=vf, vr=vr, m_=m_, q_=q_):  # the per-direction constants are closed over, not carried
+        def step(c, xs, v=v, m=m):  # the per-direction constants are closed over, not carried
             u0_t, zf_t, zr_t, pad_t, *x_t = xs  # x_t: [the highway input] with a skip term, else []
-            f = torch.sigmoid(zf_t + vf * c)
-            r = torch.sigmoid(zr_t + vr * c)
-            c_new = f * c + (1 - f) * u0_t
-            g = torch.tanh(c_new) if opt.use_tanh else c_new
-            h = r * (g * m_)
-            if skip:
-                h = h + (1 - r * q_) * x_t[0]
+            c_new, h = _step(c, u0_t, zf_t, zr_t, x_t[0] if x_t else None, v, m, opt)
             return torch.where(pad_t, c, c_new), torch.where(pad_t, torch.zeros_like(h), h)
 
-        seqs = [t[:, :, dr] for t in (u0, zf, zr)] + [pad] + ([xh[:, :, dr]] if skip else [])
+        seqs = [t[:, :, dr] for t in (u0, zf, zr)] + [pad] + ([] if xh is None else [xh[:, :, dr]])
         if dr == 1:  # direction 1 runs time in reverse
             seqs = [t.flip(0) for t in seqs]
         # fresh tensors, not views: the scan re-traces its inputs, and a view's base made it specialise the batch size

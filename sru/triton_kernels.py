@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .reference import dims
+
 
 @triton.jit
 def _tanh(z):
@@ -228,10 +230,8 @@ def _pointers(inp):
 
 def forward(inp, opt):
     """Returns h (L, B, D*d) in U's dtype and c_all (L, B, D*d) in fp32."""
-    U = inp.U
-    L, B, _ = U.shape
-    d, D = opt.hidden_size, 2 if opt.bidirectional else 1
-    K = U.shape[-1] // (D * d)
+    U, d = inp.U, opt.hidden_size
+    L, B, D, K = dims(inp, opt)
     h = torch.empty(L, B, D * d, device=U.device, dtype=U.dtype)
     c_all = torch.empty(L, B, D * d, device=U.device, dtype=torch.float32)
     block, warps = launch_config(d, B * D, U.device, U.element_size())
@@ -242,10 +242,8 @@ def forward(inp, opt):
 
 def backward(inp, opt, c_all, grad_h, grad_cn):
     """Returns grad_U, grad_x (None without x), grad_wc and grad_bias partials (B, D*2*d) fp32, grad_c0 fp32."""
-    U = inp.U
-    L, B, _ = U.shape
-    d, D = opt.hidden_size, 2 if opt.bidirectional else 1
-    K = U.shape[-1] // (D * d)
+    U, d = inp.U, opt.hidden_size
+    L, B, D, K = dims(inp, opt)
     grad_U = torch.empty_like(U)
     grad_x = None if inp.x is None else torch.empty_like(inp.x)
     grad_wc = torch.empty(B, D * 2 * d, device=U.device, dtype=torch.float32)

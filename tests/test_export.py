@@ -50,8 +50,8 @@ def inputs(cls, rnn, n_in, L, B, g):
     return x, c0, mask
 
 
-def run(session, *tensors):
-    return session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), tensors)})
+def run(runtime, *tensors):
+    return runtime.run(None, {i.name: t.numpy() for i, t in zip(runtime.get_inputs(), tensors)})
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -64,12 +64,12 @@ def test_onnx_export_runs_in_onnxruntime_like_eager(name, tmp_path):
             p.add_(0.3 * torch.randn_like(p))
     model = Wrapped(rnn).eval()
     g = torch.Generator().manual_seed(1)
-    session = export(model, inputs(cls, rnn, n_in, 6, 3, g), tmp_path / "m.onnx")
+    runtime = export(model, inputs(cls, rnn, n_in, 6, 3, g), tmp_path / "m.onnx")
     for L, B in ((1, 1), (11, 2), (3, 5), (1, 4), (7, 1)):
         tensors = inputs(cls, rnn, n_in, L, B, g)
         with torch.no_grad():
             want = model(*tensors)
-        got = run(session, *tensors)
+        got = run(runtime, *tensors)
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-5, err_msg=f"{name} at length {L}, batch {B}")
 
@@ -80,14 +80,14 @@ def test_streaming_in_onnxruntime_chunk_by_chunk_equals_one_pass(tmp_path):
     torch.manual_seed(0)
     rnn = SRU(5, 6, num_layers=2, layer_norm=True).eval()
     g = torch.Generator().manual_seed(2)
-    session = export(Wrapped(rnn).eval(), inputs(SRU, rnn, 5, 4, 2, g), tmp_path / "s.onnx")
+    runtime = export(Wrapped(rnn).eval(), inputs(SRU, rnn, 5, 4, 2, g), tmp_path / "s.onnx")
     x, c0, mask = inputs(SRU, rnn, 5, 10, 3, g)
     with torch.no_grad():
         whole, c_whole = rnn(x, c0, mask_pad=mask)
     for chunk in (1, 3, 10):
         outs, c = [], c0
         for start in range(0, 10, chunk):
-            out, c_np = run(session, x[start:start + chunk], c, mask[start:start + chunk])
+            out, c_np = run(runtime, x[start:start + chunk], c, mask[start:start + chunk])
             outs.append(out)
             c = torch.from_numpy(c_np)
         np.testing.assert_allclose(np.concatenate(outs), whole.numpy(), atol=1e-5, err_msg=f"chunk {chunk}")

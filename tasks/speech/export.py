@@ -103,8 +103,8 @@ def decode(model, ckpt, stream, onnx_path, data_dir, chunk_ms=100):
     stream also run in eager PyTorch, for its timing. Returns a dict: the hypotheses lists, the references, the
     WERs, per-chunk medians (us) of onnxruntime and eager PyTorch."""
     import onnxruntime as ort
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_step = lambda x, c: session.run(None, {"frames": x, "c0": c})
+    runtime = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_step = lambda x, c: runtime.run(None, {"frames": x, "c0": c})
 
     def eager_step(x, c):
         with torch.no_grad():
