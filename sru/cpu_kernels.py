@@ -29,16 +29,20 @@ import numpy as np
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 from numba.core import types
+from numba.core import caching
 from numba.extending import intrinsic
+from numba.misc.appdirs import AppDirs
 
 
 
-def cache_dir(package_dir, environ, writable, candidates):
-    """Where numba should cache the compiled kernels: None for its default (``__pycache__`` beside this file, or
-    NUMBA_CACHE_DIR when set), else the first writable candidate; False: nowhere (compile in every process).
-    Without this, a read-only install with no writable home failed on the first call inside numba ("cannot
-    cache function: no locator available")."""
-    if "NUMBA_CACHE_DIR" in environ or writable(package_dir):
+def cache_dir(environ, writable, candidates):
+    """Where numba caches the compiled kernels: None where NUMBA_CACHE_DIR is set (numba's own choice), else the
+    first writable candidate (a per-user cache directory, then the temporary directory), else False: nowhere,
+    the kernels then compile in every process. Never beside this file: numba's default there
+    (``sru/__pycache__``) outlived ``pip uninstall`` (pip removes only the files it installed), and the
+    directory left behind then imported as an empty namespace package; a read-only install with no writable
+    home failed on the first call inside numba ("cannot cache function: no locator available")."""
+    if environ.get("NUMBA_CACHE_DIR"):
         return None
     return next((str(c) for c in candidates if writable(c)), False)
 
@@ -51,11 +55,35 @@ def _writable(path):
         return False
 
 
-_CACHE_DIR = cache_dir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__"), os.environ, _writable,
-                       [os.path.join(os.path.expanduser("~"), ".cache", "sru-numba"),
+_CACHE_DIR = cache_dir(os.environ, _writable,
+                       [os.path.join(AppDirs(appname="sru", appauthor=False).user_cache_dir, "numba"),
                         os.path.join(tempfile.gettempdir(), f"sru-numba-{os.getuid() if hasattr(os, 'getuid') else 0}")])
-if _CACHE_DIR:  # numba reads this when the kernels below are defined (it then holds every numba cache of the process)
-    numba.config.CACHE_DIR = _CACHE_DIR
+
+
+# numba < 0.61 spelled these with a leading underscore
+_UserWideCacheLocator = getattr(caching, "UserWideCacheLocator", None) or caching._UserWideCacheLocator
+_CacheImpl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+
+
+class _KernelCacheLocator(_UserWideCacheLocator):
+    """numba's per-user cache locator, pointed at _CACHE_DIR and applying to this file's kernels only, so that
+    numba's cache for every other module of the process stays where numba puts it (numba.config.CACHE_DIR would
+    move them all)."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = os.path.join(_CACHE_DIR, self.get_suitable_cache_subpath(py_file))
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not _CACHE_DIR or os.path.abspath(py_file) != os.path.abspath(__file__):
+            return None
+        return super().from_function(py_func, py_file)
+
+
+# After NUMBA_CACHE_DIR's locator (the user's choice wins), before the in-tree one (sru/__pycache__).
+if _KernelCacheLocator not in _CacheImpl._locator_classes:
+    _CacheImpl._locator_classes.insert(1, _KernelCacheLocator)
 
 # numpy error model: no per-division checks. fastmath "contract" (a*b+c as one FMA, the exact product
 # rounded once) and "arcp" (x/y as x*(1/y)) only: no reassociation, no NaN/inf assumptions. Measured

@@ -246,13 +246,47 @@ def test_ab_layer_times_two_commits_side_by_side():
 
 
 def test_numba_cache_goes_where_it_can_be_written():
-    """A read-only install: numba's default (beside the module) when writable or NUMBA_CACHE_DIR is set, else the
-    first writable fallback, else no disk cache at all (the kernels then compile in every process)."""
+    """NUMBA_CACHE_DIR when set (numba's own locator), else the first writable of a per-user cache directory
+    and the temporary directory, else no disk cache at all (the kernels then compile in every process); never
+    beside the package."""
     from sru.cpu_kernels import cache_dir
-    ok = {"/pkg/__pycache__", "/home/u/.cache/sru-numba"}
+    ok = {"/home/u/.cache/sru/numba", "/tmp/sru-numba-0"}
     writable = ok.__contains__
-    assert cache_dir("/pkg/__pycache__", {}, writable, ["/home/u/.cache/sru-numba"]) is None
-    assert cache_dir("/ro/__pycache__", {"NUMBA_CACHE_DIR": "/x"}, writable, []) is None
-    assert cache_dir("/ro/__pycache__", {}, writable, ["/ro/home", "/home/u/.cache/sru-numba"]) == \
-        "/home/u/.cache/sru-numba"
-    assert cache_dir("/ro/__pycache__", {}, writable, ["/ro/home", "/ro/tmp"]) is False
+    assert cache_dir({}, writable, ["/home/u/.cache/sru/numba", "/tmp/sru-numba-0"]) == "/home/u/.cache/sru/numba"
+    assert cache_dir({"NUMBA_CACHE_DIR": "/x"}, writable, ["/home/u/.cache/sru/numba"]) is None
+    assert cache_dir({}, writable, ["/ro/home", "/tmp/sru-numba-0"]) == "/tmp/sru-numba-0"
+    assert cache_dir({}, writable, ["/ro/home", "/ro/tmp"]) is False
+
+
+def test_compiled_kernels_are_cached_outside_the_package(tmp_path):
+    """The kernels' disk cache lives in the user's cache directory, not in sru/__pycache__: a directory there
+    outlived `pip uninstall` (pip removes only the files it installed) and then imported as an empty namespace
+    package. Other modules' numba caches stay where numba puts them (only this file's kernels are moved)."""
+    import os
+    import subprocess
+    import sys
+    code = """if True:
+        import json, os, numba, torch
+        from numba.core import caching
+        import sru
+        from sru import cpu_kernels
+        y, _ = sru.SRU(4, 4)(torch.randn(2, 1, 4, requires_grad=True))
+        y.sum().backward()
+        here = os.path.dirname(os.path.abspath(cpu_kernels.__file__))
+        kernels = {n: getattr(cpu_kernels, n)._cache._cache_path for n in ("forward", "backward")}
+        import other
+        print(json.dumps(dict(kernels=kernels, here=here, config=numba.config.CACHE_DIR,
+                              other=type(caching.FunctionCache(other.plus_one)._impl._locator).__name__)))
+    """
+    (tmp_path / "other.py").write_text("def plus_one(v):\n    return v + 1\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [env.get("PYTHONPATH")])])
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, XDG_CACHE_HOME=str(tmp_path)), check=True,
+                         capture_output=True, text=True, timeout=600)
+    import json
+    seen = json.loads(out.stdout.splitlines()[-1])
+    for name, path in seen["kernels"].items():
+        assert path.startswith(str(tmp_path / "sru" / "numba")), (name, path)
+        assert list(__import__("pathlib").Path(path).glob("cpu_kernels.*.nbi")), path
+    assert not seen["config"]  # numba.config.CACHE_DIR untouched: no other module's cache moves
+    assert seen["other"].endswith("InTreeCacheLocator"), seen  # numba's default for a writable module

@@ -122,12 +122,13 @@ def test_paper_lr_schedule():
 
 def test_table3_runs_the_rows_of_its_profile(monkeypatch, tmp_path):
     """profile=cpu takes the two rows the paper's claim rests on; the other profiles every row."""
+    from tasks.common import table as skeleton
     from tasks.lm_ptb import table
     runs = {}
-    monkeypatch.setattr(table, "run_table", lambda args, stem, module, rows, *a, **k: runs.update(
+    monkeypatch.setattr(skeleton, "run_table", lambda args, stem, module, rows, *a, **k: runs.update(
         {args.profile: [name for name, _ in rows]}))
     for profile in ("cpu", "smoke"):
-        table.main(["--profile", profile, "--outputs", str(tmp_path)])
+        table.TABLE.main(["--profile", profile, "--outputs", str(tmp_path)])
     assert runs["cpu"] == ["lstm-2x950-cpu", "sru-6x910-cpu"]
     assert runs["smoke"] == ["lstm-2x950-smoke", "sru-3x1180-smoke", "sru-4x1060-smoke", "sru-5x980-smoke",
                              "sru-6x910-smoke"]

@@ -202,20 +202,20 @@ def test_table4_cpu_profile_runs_its_rows_in_parts_with_a_rescaled_schedule(monk
     and the lr halving starts at the profile's rescaled epoch (the other profiles keep OpenNMT's 8)."""
     from hydra import compose, initialize_config_dir
 
-    from tasks.common import results
+    from tasks.common import table as skeleton
     from tasks.nmt import table
     ran = []
-    monkeypatch.setattr(results, "run_entry_point", lambda module, args, cwd: ran.append(args[-1]))
-    monkeypatch.setattr(results, "finished", lambda args, name: None)
+    monkeypatch.setattr(skeleton, "run_entry_point", lambda module, args: ran.append(args[-1]))
+    monkeypatch.setattr(skeleton, "finished", lambda args, name: None)
     with pytest.raises(SystemExit, match="no finished row"):  # nothing trained really: the table has no row
-        table.main(["--profile", "cpu", "--rows", "sru-3x,lstm-2x500-feedFalse", "--outputs", str(tmp_path)])
+        table.TABLE.main(["--profile", "cpu", "--rows", "sru-3x,lstm-2x500-feedFalse", "--outputs", str(tmp_path)])
     assert [Path(a.split("=", 1)[1]).name for a in ran] == ["lstm-2x500-feedFalse-multi30k-cpu",
                                                             "sru-3x500-feedFalse-multi30k-cpu"]
-    assert [table.row_name(r, "cpu") for r in table.profile_rows(table.EXPERIMENT, "cpu")] == [
+    assert [table.row_name(r, "cpu") for r in table.TABLE.profile_rows("cpu")] == [
         "lstm-2x500-feedTrue-multi30k-cpu", "lstm-2x500-feedFalse-multi30k-cpu", "sru-3x500-feedFalse-multi30k-cpu",
         "sru-5x500-feedFalse-multi30k-cpu"]
     with pytest.raises(SystemExit, match="matches none"):
-        table.main(["--profile", "cpu", "--rows", "gru", "--outputs", str(tmp_path)])
+        table.TABLE.main(["--profile", "cpu", "--rows", "gru", "--outputs", str(tmp_path)])
     with initialize_config_dir(str(table.ROOT / "configs" / "nmt"), version_base=None):
         assert compose("config", ["profile=cpu"]).optim.decay_start == 2
         assert compose("config", ["profile=smoke"]).optim.decay_start == 8
@@ -224,7 +224,6 @@ def test_table4_cpu_profile_runs_its_rows_in_parts_with_a_rescaled_schedule(monk
 def test_cpu_budget_says_what_was_cut_from_the_rows():
     from tasks.nmt.table import budget
     row = dict(data="multi30k", train_pairs=29_000, beam=5, hidden=250, epochs=4, decay_start=2)
-    assert budget([row], "cpu") == ("all 29,000 multi30k training pairs, every test sentence, beam 5; width 250 instead of "
+    assert budget([row]) == ("all 29,000 multi30k training pairs, every test sentence, beam 5; width 250 instead of "
                                     "500, 4 epochs instead of 13, lr halving from epoch 2 instead of 8")
-    assert budget([dict(row, train_pairs=3_000, epochs=1)], "cpu").startswith("the first 3,000 multi30k training pairs")
-    assert budget([row], "full") is None
+    assert budget([dict(row, train_pairs=3_000, epochs=1)]).startswith("the first 3,000 multi30k training pairs")

@@ -223,9 +223,8 @@ def test_lstm_forget_bias_sets_the_f_gate_only():
 
 
 def test_seed_and_lr_rows_are_named_passed_on_and_summarised():
-    from tasks.common.results import profile_rows
     from tasks.speech import table
-    cpu, smoke = profile_rows(table.EXPERIMENT, "cpu"), profile_rows(table.EXPERIMENT, "smoke")
+    cpu, smoke = table.TABLE.profile_rows("cpu"), table.TABLE.profile_rows("smoke")
     seeded = [r for r in cpu if r.get("seed") is not None]
     assert seeded and all(r not in smoke for r in seeded)
     names = [table.row_name(r, "cpu") for r in cpu]
@@ -233,7 +232,9 @@ def test_seed_and_lr_rows_are_named_passed_on_and_summarised():
     assert table.row_name(seeded[0], "cpu").endswith(f"-seed{seeded[0]['seed']}-digits-cpu")
     tuned = dict(seeded[0], lr=0.003)
     assert table.row_name(tuned, "cpu").endswith(f"-lr0.003-seed{tuned['seed']}-digits-cpu")
-    assert table.OWN["lr"] == "optim.lr" and table.OWN["seed"] == "seed"  # what the run is given
+    run = table.TABLE.overrides_of(tuned, "cpu", "digits")  # what the run is given
+    assert "optim.lr=0.003" in run and f"seed={tuned['seed']}" in run and "profile.epochs=60" in run
+    assert not any(o.startswith("profile.epochs") for o in table.TABLE.overrides_of(tuned, "smoke", "digits"))
     row = dict(model="lstm", layers=5, hidden=128, bidirectional=False, forget_bias=None, lr=table.BASE_LR)
     rows = [dict(row, seed=s, wer=w) for s, w in ((3, 50.0), (1, 90.0), (2, 10.0))]
     rows.append(dict(row, forget_bias=1.0, seed=1, wer=91.0))  # another configuration, one seed: no line

@@ -124,11 +124,11 @@ def test_a_seeded_training_subset_is_drawn_from_every_article(tmp_path):
 
 def test_cpu_budget_says_what_was_cut():
     from tasks.squad.table import budget
-    assert budget(dict(train_questions=87_599, train_used=86_000, epochs=1)).startswith(
+    assert budget([dict(train_questions=87_599, train_used=86_000, epochs=1)]).startswith(
         "all 87,599 training questions, 86,000 of them with a token-aligned answer; 1 epoch instead of 50")
     assert "a random 20,000 of the 87,599 training questions (seed 3" in budget(
-        dict(train_questions=20_000, train_sample_seed=3, train_used=19_800, epochs=3))
-    assert "the first 640 training questions" in budget(dict(train_questions=640, train_used=633, epochs=2))
+        [dict(train_questions=20_000, train_sample_seed=3, train_used=19_800, epochs=3)])
+    assert "the first 640 training questions" in budget([dict(train_questions=640, train_used=633, epochs=2)])
 
 
 # ---- the model: padding and batch composition change nothing ----------------------------------------

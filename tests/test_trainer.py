@@ -188,6 +188,42 @@ def test_cpu_profile_composes_and_passes_the_config_checks(task):
     importlib.import_module(f"tasks.{task}.train").validate_config(cfg)
 
 
+TABLE_TASKS = ["classification", "squad", "lm_ptb", "nmt", "speech"]
+
+
+@pytest.mark.parametrize("task", TABLE_TASKS)
+def test_every_row_of_every_table_becomes_a_run_its_task_accepts(task):
+    """Rows are given one way (tasks/common/table.py): at every profile, each row's overrides compose into a
+    config of the task's entry point that its checks accept, whose run name is the directory the table collects
+    (the config's own run name too, for a row with no optional keys), and whose keys carry the row's values."""
+    import importlib
+    from types import SimpleNamespace
+
+    from hydra import compose, initialize_config_dir
+    table = importlib.import_module(f"tasks.{task}.table").TABLE
+    train = importlib.import_module(f"tasks.{task}.train")
+    profiles = sorted(p.stem for p in (ROOT / "configs" / task / "profile").glob("*.yaml"))
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / task), version_base="1.3"):
+        for profile in profiles:
+            args = SimpleNamespace(profile=profile, publish=False, datasets=None)
+            rows = table.rows(args, False) if table.rows else table.profile_rows(profile)
+            assert rows, (task, profile)
+            for row in rows:
+                overrides = table.overrides_of(row, profile, table.data)
+                cfg = compose("config", overrides=overrides)
+                train.validate_config(cfg)
+                name = table.run_name(row, profile, table.data)
+                assert cfg.run_name == name and cfg.profile.name == profile
+                plain = compose("config", overrides=[o for o in overrides if not o.startswith("run_name=")])
+                if not any(k in row for k in ("seed", "lr", "forget_bias")):
+                    assert plain.run_name == name, (plain.run_name, name)
+                for key, target in table.overrides.items():
+                    value = row.get(key)
+                    value = value.get(profile) if isinstance(value, dict) else value
+                    if value is not None and not target.startswith("+"):
+                        assert OmegaConf.select(cfg, target if target != "model" else "model.kind") == value, target
+
+
 def test_contention_is_measured_and_flagged():
     """other_cpu: what other processes used of the machine's CPU over an interval; a busy epoch is named, and a
     table row with one gets a note."""

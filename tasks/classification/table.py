@@ -11,17 +11,18 @@ table's notes compare its test accuracy with the same fold's at the profile's ep
 import functools
 import os
 import statistics
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from tasks.classification.data import load_splits, majority_accuracy
 from tasks.common.data import DataError
-from tasks.common.results import (publish_rows, require_finished, row_result, run_entry_point, run_table,
-                                  table_arg_parser, write_table)
+from tasks.common.results import publish_rows
+from tasks.common.table import ROOT, Table, row_result, run_entry_point
 
-ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "configs" / "classification" / "table1.yaml"
+# the datasets, models and the paper's SRU accuracies (the cells are every dataset x model)
+EXPERIMENT = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "classification" / "table1.yaml"))
 NAMES = dict(mr="MR", cr="CR", subj="SUBJ", mpqa="MPQA", trec="TREC", sst1="SST-1", sst2="SST-2")
 COLUMNS = [("model", "model", None), ("dataset", "dataset", None), ("test acc (mean)", "acc_mean", ".2f"),
            ("std", "acc_std", ".2f"), ("majority class", "majority_acc", ".1f"), ("runs", "runs_label", None),
@@ -29,33 +30,49 @@ COLUMNS = [("model", "model", None), ("dataset", "dataset", None), ("test acc (m
            ("s/epoch (median)", "sec_per_epoch", ".2f"), ("epochs", "epochs", None), ("params", "params", ","),
            ("vectors", "vectors", None), ("device", "device", None), ("profile", "profile", None),
            ("commit", "commit", None)]
-SMOKE = "2 epochs (not 100), the first 2 folds, MR only"
-BUDGET = dict(cpu="every example, the paper's models; the first 2 folds/seeds, 50 epochs (SST: 3 epochs of "
-                  "its phrases) instead of 100")
+BUDGET = ("every example, the paper's models; the first 2 folds/seeds, 50 epochs (SST: 3 epochs of its phrases) "
+          "instead of 100")
 GAP = "epoch-gap"  # <outputs>/epoch-gap/<dataset>-<model>-full-fold0: the --epoch-gap runs
 
 
-def cell_name(dataset, model, profile):
-    return f"{dataset}-{model}-{profile}"
+def cell_name(cell, profile, data=None):
+    return f"{cell['dataset']}-{cell['model']}-{profile}"
 
 
 def gap_name(dataset, model):
     return f"{dataset}-{model}-full-fold0"
 
 
-def collect(exp, datasets, profile, out_dir, outputs, missing_ok=False):
-    cells = []
-    for dataset in datasets:
-        for model in exp["models"]:
-            r = row_result(outputs, cell_name(dataset, model, profile), "tasks.classification.table", profile, missing_ok)
-            if r is None:
-                continue
-            cells.append(dict(r, runs_label=f"{r['runs']} {r['run_kind']}", dataset=NAMES[dataset],
-                              paper_sru=exp["paper_sru"].get(dataset) if model == "sru" else None,
-                              majority_acc=r["majority_acc"] if "majority_acc" in r else majority_from_data(dataset, r["runs"])))
-    require_finished(cells, "table1", "tasks.classification.table", profile, outputs, "cell")
-    datasets = [d for d in datasets if any(c["dataset"] == NAMES[d] for c in cells)]
-    rows = [{k: v for k, v in c.items() if k != "histories"} for c in cells]
+def cells(args, every):
+    """The table's rows: every dataset x model cell of the datasets chosen (--datasets; default all, or the
+    smoke list at profile=smoke), or of all datasets (every: what --publish collects)."""
+    if every and args.publish:
+        datasets = EXPERIMENT["datasets"]
+    elif args.datasets:
+        datasets = args.datasets.split(",")
+    else:
+        datasets = EXPERIMENT["smoke_datasets" if args.profile == "smoke" else "datasets"]
+    unknown = set(datasets) - set(NAMES)
+    if unknown:
+        sys.exit(f"error: unknown datasets {sorted(unknown)}; expected some of {sorted(NAMES)}")
+    return [dict(dataset=d, model=m) for d in datasets for m in EXPERIMENT["models"]]
+
+
+def entry(r, cell, profile, data):
+    dataset = cell["dataset"]
+    return dict(runs_label=f"{r['runs']} {r['run_kind']}", dataset=NAMES[dataset],
+                paper_sru=EXPERIMENT["paper_sru"].get(dataset) if cell["model"] == "sru" else None,
+                majority_acc=r["majority_acc"] if "majority_acc" in r else majority_from_data(dataset, r["runs"]))
+
+
+def shown(cells):
+    """The datasets with a finished cell, in the table's order."""
+    key = {name: d for d, name in NAMES.items()}
+    return list(dict.fromkeys(key[c["dataset"]] for c in cells))
+
+
+def notes(cells, profile, outputs):
+    datasets, models = shown(cells), EXPERIMENT["models"]
     vectors = sorted({c["vectors"] for c in cells})
     notes = [f"Vectors: {', '.join(vectors)} (frozen; OOV ~ U(-0.25, 0.25)). The paper used 300d word2vec, so "
              f"our accuracies are expected to sit below its numbers. Test accuracy at the best dev epoch; "
@@ -63,22 +80,17 @@ def collect(exp, datasets, profile, out_dir, outputs, missing_ok=False):
              f"s/epoch = median training time of an epoch (evaluation excluded). The paper's per-row v1 values are not available: ranges. "
              f"Every setting beside the paper's and the authors' code: docs/fidelity.md.", "",
              "| model | " + " | ".join(NAMES[d] for d in datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
-    for model in exp["models"]:
+    for model in models:
         by = {c["dataset"]: c for c in cells if c["model"] == model}
         notes.append(f"| {model.upper()} | " + " | ".join(
             f"{by[NAMES[d]]['acc_mean']:.1f} ± {by[NAMES[d]]['acc_std']:.1f}" if NAMES[d] in by else "-"
             for d in datasets) + " |")
-    notes.append("| SRU (paper) | " + " | ".join(exp["paper_sru"].get(d) or "-" for d in datasets) + " |")
-    notes += floor_notes(cells) + speed_notes(cells, datasets) + gap_notes(cells, Path(outputs) / GAP, exp["models"])
+    notes.append("| SRU (paper) | " + " | ".join(EXPERIMENT["paper_sru"].get(d) or "-" for d in datasets) + " |")
+    notes += floor_notes(cells) + speed_notes(cells, datasets) + gap_notes(cells, outputs / GAP, models)
     if len({c.get("commit") for c in cells}) > 1:
         notes.append("\nThe cells ran at different commits (see the commit column): this machine's speed moves by "
                      "+-30% from day to day, so compare s/epoch only between cells of one run.")
-    smoke = SMOKE if profile == "smoke" else False
-    text = write_table(rows, COLUMNS, "Table 1: sentence classification (test accuracy, %)", out_dir, "table1",
-                       smoke, notes="\n".join(notes), metric="dev_acc", profile=profile, budget=BUDGET.get(profile))
-    plot(cells, datasets, Path(out_dir) / "table1_fig2.png", profile, vectors)
-    print(text)
-    return cells
+    return "\n".join(notes)
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,8 +154,9 @@ def gap_notes(cells, gap_dir, models):
             f"first {n} epochs identical |", "|---|---|---|---|---|---|", *lines]
 
 
-def plot(cells, datasets, path, profile, vectors):
+def plot(cells, out_dir, profile):
     """Figure 2: dev accuracy vs cumulative training time of each model's first run, per dataset."""
+    datasets, vectors = shown(cells), sorted({c["vectors"] for c in cells})
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -167,43 +180,37 @@ def plot(cells, datasets, path, profile, vectors):
                  f"device {cells[0]['device']}{', SMOKE RUN' if profile == 'smoke' else ''}"
                  f"{', CPU BUDGET' if profile == 'cpu' else ''}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(out_dir / "table1_fig2.png", dpi=110)
     plt.close(fig)
 
 
-def main(argv=None):
-    p = table_arg_parser(__doc__, ROOT, "classification", "table1")
+def arguments(p):
     p.add_argument("--datasets", help="comma-separated subset of the table's datasets, e.g. mr,cr "
                                       "(default: all for full, the smoke list for smoke)")
-    p.add_argument("--epoch-gap", metavar="DATASET", help="also train DATASET's first fold/seed for --gap-epochs "
-                                                          "and compare (see above)")
+    p.add_argument("--epoch-gap", metavar="DATASET", choices=sorted(NAMES),
+                   help="also train DATASET's first fold/seed for --gap-epochs and compare (see above)")
     p.add_argument("--gap-epochs", type=int, default=100, help="the --epoch-gap runs' epochs (the paper's: 100)")
-    args = p.parse_args(argv)
-    exp = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))
-    datasets = args.datasets.split(",") if args.datasets else exp["smoke_datasets" if args.profile == "smoke"
-                                                                   else "datasets"]
-    unknown = set(datasets) - set(NAMES)
-    if unknown or (args.epoch_gap and args.epoch_gap not in NAMES):
-        p.error(f"unknown datasets {sorted(unknown) or [args.epoch_gap]}; expected some of {sorted(NAMES)}")
-    gap_dir, published_gap = Path(args.outputs) / GAP, args.published / GAP
-    if not args.collect_only:
-        for model in exp["models"] if args.epoch_gap else []:
-            name = gap_name(args.epoch_gap, model)
-            if (gap_dir / name / "result.json").exists() or (args.publish and (published_gap / name).exists()):
-                continue
-            run_entry_point("tasks.classification.train",
-                            [f"dataset={args.epoch_gap}", f"model={model}", "profile=full", "profile.runs=1",
-                             f"run_name={name}", f"out_dir={gap_dir / name}", *args.extra,
-                             f"profile.epochs={args.gap_epochs}"], ROOT)
-    if args.publish:  # every dataset's cells are named, so that a table published in parts says what is missing
-        publish_rows(gap_dir, [gap_name(d, m) for d in NAMES for m in exp["models"]], published_gap, ROOT)
-    runs = [(cell_name(d, m, args.profile), [f"dataset={d}", f"model={m}", f"profile={args.profile}"])
-            for d in datasets for m in exp["models"]]
-    run_table(args, "table1", "tasks.classification.train", runs,
-              lambda outputs, out, missing_ok: collect(exp, exp["datasets"] if args.publish else datasets,
-                                                       args.profile, out, outputs, missing_ok), ROOT,
-              names=[cell_name(d, m, args.profile) for d in exp["datasets"] for m in exp["models"]])
 
+
+def epoch_gap(args):
+    """--epoch-gap: the dataset's first fold/seed of each model for --gap-epochs, beside the table's cells."""
+    gap_dir, published_gap = Path(args.outputs) / GAP, args.published / GAP
+    for model in EXPERIMENT["models"] if args.epoch_gap and not args.collect_only else []:
+        name = gap_name(args.epoch_gap, model)
+        if (gap_dir / name / "result.json").exists() or (args.publish and (published_gap / name).exists()):
+            continue
+        run_entry_point("tasks.classification.train",
+                        [f"dataset={args.epoch_gap}", f"model={model}", "profile=full", "profile.runs=1",
+                         f"run_name={name}", f"out_dir={gap_dir / name}", *args.extra,
+                         f"profile.epochs={args.gap_epochs}"])
+    if args.publish:  # every dataset's cells are named, so that a table published in parts says what is missing
+        publish_rows(gap_dir, [gap_name(d, m) for d in NAMES for m in EXPERIMENT["models"]], published_gap, ROOT)
+
+
+TABLE = Table("table1", "classification", "Table 1: sentence classification (test accuracy, %)", COLUMNS, None,
+              "dev_acc", overrides=dict(dataset="dataset", model="model"), run_name=cell_name, entry=entry,
+              notes=notes, budget=BUDGET, smoke="2 epochs (not 100), the first 2 folds, MR only", unwritten=("histories",),
+              figure=plot, rows=cells, arguments=arguments, before=epoch_gap, what="cell", doc=__doc__)
 
 if __name__ == "__main__":
-    main()
+    TABLE.main()

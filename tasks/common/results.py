@@ -11,12 +11,9 @@ Paths inside are relative to the repository root. `--publish` copies every finis
 (rows already published and not run again locally are kept), then rebuilds the table from that
 directory, so a table can be published in parts and re-running a published table retrains nothing.
 """
-import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from tasks.common.contention import contention_note
@@ -88,43 +85,6 @@ def write_table(rows, columns, title, out_dir, stem, smoke, notes="", metric=Non
     return "\n".join(lines)
 
 
-def profile_rows(experiment, profile):
-    """The rows of a table's experiment file (configs/<task>/tableN.yaml) that `profile` runs: a row's
-    optional `profiles` lists them (default: every profile)."""
-    from omegaconf import OmegaConf
-    rows = OmegaConf.to_container(OmegaConf.load(experiment))["rows"]
-    return [r for r in rows if profile in r.get("profiles", [profile])]
-
-
-def require_finished(rows, stem, table_module, profile, outputs, what="row"):
-    """Exit, naming the command that trains them, when no row (or cell) of table `stem` has finished."""
-    if not rows:
-        sys.exit(f"error: no finished {what} of Table {stem.removeprefix('table')} at profile={profile} in {outputs}: "
-                 f"run them first (python -m {table_module} --profile {profile})")
-
-
-def row_result(outputs, name, table_module, profile, missing_ok=False):
-    """A finished row's result.json, or exit saying how to produce it (None if missing_ok)."""
-    path = Path(outputs) / name / "result.json"
-    if not path.exists():
-        if missing_ok:
-            return None
-        sys.exit(f"error: {path} is missing: run the row first (python -m {table_module} --profile {profile})")
-    return json.loads(path.read_text())
-
-
-def finished(args, name):
-    """Where row `name` is already done, so that the table does not train it again: its local
-    result.json (with --publish or resume=true), or its published one (with --publish). None: train it."""
-    local = Path(args.outputs) / name / "result.json"
-    if local.exists() and (args.publish or "resume=true" in args.extra):
-        return local
-    published = args.published / name / "result.json"
-    if args.publish and published.exists():
-        return published
-    return None
-
-
 def publish_rows(outputs, names, dest, root):
     """Copy each locally finished row (outputs/<name>/result.json and the files of its run directory it
     names) to dest/<name>/, with those paths rewritten relative to `root`. Returns the names copied."""
@@ -172,68 +132,3 @@ def publish(args, stem, names, collect, root):
           f"(copied now: {', '.join(copied) or 'none'}; commits {', '.join(table['commits'])})"
           + (f"; not run yet: {', '.join(missing)}" if missing else ""))
     return table
-
-
-def run_table(args, stem, module, runs, collect, root, names=None):
-    """A table's runs, then the table. runs: (name, overrides) pairs, each one run of `module` into
-    <outputs>/<name> (skipped where finished(args, name)); collect(outputs, out, missing_ok) builds the table
-    from a directory of finished runs. Without --publish: from args.outputs into args.out; with it: the
-    published copy (publish(), over `names`, every row of the table, default the runs' names)."""
-    only = getattr(args, "rows", None)  # a table run in parts: its other rows may be missing
-    if not args.collect_only:
-        chosen = [(name, o) for name, o in runs if not only or any(part in name for part in only)]
-        if only and not chosen:
-            sys.exit(f"error: --rows {','.join(only)} matches none of this table's rows at profile={args.profile}: "
-                     f"{', '.join(name for name, _ in runs)}")
-        for name, overrides in chosen:  # publish still collects every finished row, chosen now or not
-            if done := finished(args, name):
-                print(f"{name}: finished ({done}); not trained again")
-                continue
-            run_entry_point(module, [*overrides, f"out_dir={Path(args.outputs) / name}", *args.extra], root)
-    if args.publish:
-        return publish(args, stem, names or [name for name, _ in runs], collect, root)
-    return collect(args.outputs, args.out, bool(only))
-
-
-def run_entry_point(module, args, cwd):
-    """One table cell = one run of a task's real command-line entry point, in its own process. A failed
-    cell has already printed its own error: stop the table with that exit status, no traceback."""
-    cmd = [sys.executable, "-m", module, *args]
-    print("+", " ".join(cmd), flush=True)
-    code = subprocess.run(cmd, cwd=cwd).returncode
-    if code:
-        sys.exit(f"error: this cell failed (exit status {code}), see its message above; the table was not written. "
-                 f"Fix it and rerun the same command with resume=true to keep the finished cells")
-
-
-class TableArgs(argparse.ArgumentParser):
-    """parse_args also sets `published`: the directory --publish writes (docs/results/<profile>/tableN)."""
-
-    def parse_args(self, *a, **k):
-        args = super().parse_args(*a, **k)
-        args.published = Path(args.publish_dir or Path(self.root) / "docs" / "results" / args.profile) / self.table
-        return args
-
-
-def table_arg_parser(doc, root, task, table, what="cells"):
-    """The command line every `python -m tasks.<task>.table` shares; `extra` are Hydra overrides. The
-    profiles are the task's configs/<task>/profile/*.yaml."""
-    p = TableArgs(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.root, p.table = root, table
-    profiles = sorted(f.stem for f in (Path(root) / "configs" / task / "profile").glob("*.yaml"))
-    p.add_argument("--profile", default="full", choices=profiles)
-    p.add_argument("--collect-only", action="store_true", help=f"only rebuild the table from finished {what}")
-    p.add_argument("--out", default=str(Path(root) / "results"), help="where the table and figure go")
-    p.add_argument("--outputs", default=str(Path(root) / "outputs" / task / table),
-                   help=f"where the {what}' runs live (apart from single runs' outputs/{task}/<run_name>)")
-    p.add_argument("--publish", action="store_true",
-                   help="also commit-ready: copy the finished rows and the table to docs/results/<profile>/ "
-                        "(finished or published rows are not trained again)")
-    p.add_argument("--publish-dir", default=None, help="instead of docs/results/<profile>")
-    if what == "rows":
-        p.add_argument("--rows", type=lambda v: [part for part in v.split(",") if part],
-                       help="run only the rows whose run name contains one of these comma-separated parts, e.g. "
-                            "--rows sru-3x,lstm-2x500-feedFalse (a table in parts; --publish still collects every finished row)")
-    p.add_argument("extra", nargs="*", help=f"Hydra overrides passed to every one of the {what}, "
-                                            f"e.g. logger=none resume=true")
-    return p

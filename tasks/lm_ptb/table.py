@@ -6,13 +6,9 @@ Writes results/table3.md, results/table3.json and
 results/table3_valid_ppl.png (valid perplexity vs wall-clock time, SRU vs LSTM).
 """
 import statistics
-from pathlib import Path
 
-from tasks.common.results import (RUN_KEYS, profile_rows, require_finished, row_result, run_table,
-                                  table_arg_parser, write_table)
+from tasks.common.table import Table
 
-ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "configs" / "lm_ptb" / "table3.yaml"
 COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
            ("params (M)", "params_m", ".2f"), ("valid ppl", "valid_ppl", ".2f"), ("test ppl", "test_ppl", ".2f"),
            ("paper test ppl", "paper_test_ppl", None), ("s/epoch", "sec_per_epoch", ".1f"),
@@ -20,13 +16,13 @@ COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hid
            ("epochs", "epochs", None), ("profile", "profile", None), ("commit", "commit", None)]
 FIDELITY = ("The authors' PTB recipe (summed loss, decoupled weight decay, their init, the SRU's dropout inside "
             "the highway); every setting beside the paper's and the authors' code: docs/fidelity.md")
-BUDGET = dict(cpu="all of PTB, full widths, LSTM 2x950 and SRU 6x910 only, 3 epochs (lr decay from epoch 175 "
-                  "never reached)")
+BUDGET = ("all of PTB, full widths, LSTM 2x950 and SRU 6x910 only, 3 epochs (lr decay from epoch 175 "
+          "never reached)")
 KEYS = ["model", "layers", "hidden", "params", "valid_ppl", "test_ppl", "sec_per_epoch", "epochs", "profile",
         "commit"]
 
 
-def row_name(row, profile):
+def row_name(row, profile, data=None):
     """The run name (and directory) of a row: <kind>-<layers>x<hidden>-<profile>, as the config builds it."""
     return f"{row['row']}-{profile}"
 
@@ -57,31 +53,16 @@ def speed_note(table):
             f"which a CPU already at its GEMM peak does not reward.")
 
 
-def notes(table):
+def notes(table, profile, outputs=None):
     return (f"- {FIDELITY}.\n- s/epoch: training only, the median over epochs (tokens/s likewise); eval s/epoch: the "
             "rest of each epoch's wall time, the batch-1 validation pass and the checkpoint writes." + speed_note(table))
 
 
-def collect(rows, profile, out_dir, outputs, missing_ok=False):
-    table = []
-    for row in rows:
-        result = row_result(outputs, row_name(row, profile), "tasks.lm_ptb.table", profile, missing_ok)
-        if result is not None:
-            table.append(dict({k: result.get(k) for k in (*KEYS, *RUN_KEYS)}, **eval_cost(result),
-                              paper_test_ppl=row.get("paper_test_ppl"), history=result["history"]))
-    require_finished(table, "table3", "tasks.lm_ptb.table", profile, outputs)
-    smoke = profile == "smoke"
-    rows_out = [dict(r, params_m=r["params"] / 1e6) for r in table]
-    text = write_table(rows_out, COLUMNS, "Table 3: PTB language model (perplexity)", out_dir, "table3", smoke,
-                       notes=notes(table), metric="valid_ppl", profile=profile,
-                       budget=BUDGET.get(profile))
-    out_dir = Path(out_dir)
-    plot(table, out_dir / "table3_valid_ppl.png", smoke)
-    print(text)
-    return table
+def entry(result, row, profile, data):
+    return dict(eval_cost(result), paper_test_ppl=row.get("paper_test_ppl"), params_m=result["params"] / 1e6)
 
 
-def plot(table, path, smoke):
+def plot(table, out_dir, profile):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -93,20 +74,16 @@ def plot(table, path, smoke):
     ax.set_xlabel("training wall-clock time (s)")
     ax.set_ylabel("valid perplexity")
     ax.set_yscale("log")
-    ax.set_title("PTB: valid perplexity vs time" + (" (smoke run)" if smoke else ""))
+    ax.set_title("PTB: valid perplexity vs time" + (" (smoke run)" if profile == "smoke" else ""))
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(out_dir / "table3_valid_ppl.png", dpi=110)
     plt.close(fig)
 
 
-def main(argv=None):
-    args = table_arg_parser(__doc__, ROOT, "lm_ptb", "table3", "rows").parse_args(argv)
-    rows = profile_rows(EXPERIMENT, args.profile)
-    runs = [(row_name(row, args.profile), [f"+row={row['row']}", f"profile={args.profile}"]) for row in rows]
-    run_table(args, "table3", "tasks.lm_ptb.train", runs,
-              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, missing_ok), ROOT)
-
+TABLE = Table("table3", "lm_ptb", "Table 3: PTB language model (perplexity)", COLUMNS, KEYS, "valid_ppl",
+              overrides={"row": "+row"}, run_name=row_name, entry=entry, notes=notes, budget=BUDGET, figure=plot,
+              doc=__doc__)
 
 if __name__ == "__main__":
-    main()
+    TABLE.main()

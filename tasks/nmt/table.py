@@ -9,15 +9,10 @@ marginal cost of one more layer, LSTM vs SRU (the paper: ~23 vs ~4 minutes per e
 profile=cpu (configs/nmt/profile/cpu.yaml) trains all of Multi30k at widths / 2 for 4 epochs: `--rows`
 runs it in parts.
 """
-from pathlib import Path
-
 from omegaconf import OmegaConf
 
-from tasks.common.results import (RUN_KEYS, profile_rows, require_finished, row_result, run_table,
-                                  table_arg_parser, write_table)
+from tasks.common.table import ROOT, Table
 
-ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "configs" / "nmt" / "table4.yaml"
 FULL_PAIRS = {"multi30k": 29_000, "wmt14": 4_500_966}
 COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
            ("input feed", "input_feed", None),
@@ -28,11 +23,9 @@ COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hid
 FULL = dict(hidden=500, epochs=13, decay_start=8)  # OpenNMT's recipe (configs/nmt, profile=full)
 
 
-def budget(table, profile):
+def budget(table):
     """What profile=cpu cut, from the rows' results (a row from before results kept decay_start ran at the cpu
     profile's)."""
-    if profile != "cpu":
-        return None
     r = table[0]
     decay = r.get("decay_start")
     if decay is None:
@@ -64,7 +57,7 @@ def marginal_layer_costs(table, key):
     return costs["lstm"], costs["sru"]
 
 
-def notes(table, profile):
+def notes(table, profile, outputs=None):
     r = table[0]
     lines = [f"- Data: {r['data']} ({r['train_pairs']:,} training pairs used)" +
              ("; the paper's Table 4 is WMT'14 newstest2014, so its BLEU is not comparable with these rows."
@@ -75,7 +68,7 @@ def notes(table, profile):
              "- s/epoch: training only, median over epochs. Settings beside OpenNMT's and the paper's: "
              "docs/fidelity.md (Table 4)."]
     if profile == "cpu":
-        lines.append(f"- CPU budget: {budget(table, profile)} (configs/nmt/profile/cpu.yaml: OpenNMT's halving rescaled "
+        lines.append(f"- CPU budget: {budget(table)} (configs/nmt/profile/cpu.yaml: OpenNMT's halving rescaled "
                      f"to the epochs, still also on a valid-perplexity rise). Smaller and shorter-trained than "
                      f"the recipe: BLEU below what these models reach after 13 epochs at width 500.")
         pair = {(r["model"], r["layers"], r["input_feed"]): r["sec_per_epoch"] for r in table}
@@ -98,38 +91,20 @@ def notes(table, profile):
     return "\n".join(lines)
 
 
-def collect(rows, profile, out_dir, outputs, data="multi30k", missing_ok=False):
-    table = []
-    for row in rows:
-        result = row_result(outputs, row_name(row, profile, data), "tasks.nmt.table", profile, missing_ok)
-        if result is None:
-            continue
-        entry = dict({k: result.get(k) for k in (*KEYS, *RUN_KEYS)}, params_m=result["params"] / 1e6,
-                     params_no_emb_m=result["params_no_emb"] / 1e6, history=result["history"])
-        if profile == "speed":
-            entry["full_epoch_sec_extrapolated"] = result["sec_per_epoch"] * FULL_PAIRS[data] / result["train_pairs"]
-        table.append(entry)
-    require_finished(table, "table4", "tasks.nmt.table", profile, outputs)
-    title = f"Table 4: {data} {'En->De'} translation, OpenNMT-style encoder-decoder, LSTM vs SRU"
+def entry(result, row, profile, data):
+    out = dict(params_m=result["params"] / 1e6, params_no_emb_m=result["params_no_emb"] / 1e6)
     if profile == "speed":
-        title += " -- SPEED RUN: full widths, one epoch on a slice; BLEU not meaningful"
-    smoke = "3,000 training pairs, widths / 8, one epoch, 100 test sentences" if profile == "smoke" else False
-    text = write_table(table, COLUMNS + (SPEED_COLUMNS if profile == "speed" else []), title, out_dir, "table4",
-                       smoke, notes=notes(table, profile), metric="valid_ppl", profile=profile,
-                       budget=budget(table, profile))
-    print(text)
-    return table
+        out["full_epoch_sec_extrapolated"] = result["sec_per_epoch"] * FULL_PAIRS[data] / result["train_pairs"]
+    return out
 
 
-def main(argv=None):
-    args = table_arg_parser(__doc__, ROOT, "nmt", "table4", "rows").parse_args(argv)
-    data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "multi30k")
-    rows = profile_rows(EXPERIMENT, args.profile)
-    runs = [(row_name(row, args.profile, data), [f"model={row['model']}", f"model.layers={row['layers']}",
-                                                 f"model.input_feed={str(row['input_feed']).lower()}",
-                                                 f"profile={args.profile}"]) for row in rows]
-    run_table(args, "table4", "tasks.nmt.train", runs,
-              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, data, missing_ok), ROOT)
+TABLE = Table("table4", "nmt", "Table 4: {data} En->De translation, OpenNMT-style encoder-decoder, LSTM vs SRU",
+              COLUMNS, KEYS, "valid_ppl", overrides=dict(model="model", layers="model.layers", input_feed="model.input_feed"),
+              run_name=row_name, entry=entry, notes=notes, budget=budget, data="multi30k",
+              smoke="3,000 training pairs, widths / 8, one epoch, 100 test sentences",
+              profile_columns=dict(speed=SPEED_COLUMNS),
+              profile_titles=dict(speed=" -- SPEED RUN: full widths, one epoch on a slice; BLEU not meaningful"),
+              doc=__doc__)
 
 if __name__ == "__main__":
-    main()
+    TABLE.main()

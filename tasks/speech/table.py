@@ -7,14 +7,11 @@ hypotheses and references are `uttid transcript` files (`hypotheses`, `reference
 committed copy under docs/results/<profile>/ (tasks/common/results.py).
 """
 import statistics
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from tasks.common.results import RUN_KEYS, profile_rows, require_finished, row_result, run_table, table_arg_parser, write_table
+from tasks.common.table import ROOT, Table
 
-ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "configs" / "speech" / "table5.yaml"
 COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), ("layers", "layers", None),
            ("hidden", "hidden", None), ("paper's row", "paper", None), ("LSTM f-gate bias", "forget_bias_text", None),
            ("seed", "seed", None), ("Adam lr", "lr", "g"), ("params (M)", "params_m", ".3f"),
@@ -23,12 +20,13 @@ COLUMNS = [("model", "model", None), ("bidirectional", "bidirectional", None), (
 KEYS = ["model", "layers", "hidden", "bidirectional", "forget_bias", "params", "sec_per_epoch", "epochs", "profile",
         "data", "hypotheses", "references", "train_utterances", "test_utterances", "future_frames", "features", "output",
         "future_steps", "device", "commit"]
-BUDGET = dict(cpu="nothing cut from `full` (4,000 training utterances, 30 epochs, 60 for the unidirectional rows, "
-                  "the table's widths)")
-ROW_EPOCHS = ("cpu", "full")  # the profiles at which a row's own `epochs` (table5.yaml) replaces the profile's
+BUDGET = ("nothing cut from `full` (4,000 training utterances, 30 epochs, 60 for the unidirectional rows, the "
+          "table's widths)")
 BASE_SEED = OmegaConf.load(ROOT / "configs" / "common" / "base.yaml").seed  # a row without its own `seed`
 BASE_LR = OmegaConf.load(ROOT / "configs" / "speech" / "config.yaml").optim.lr  # ... or its own `lr`
-OWN = dict(forget_bias="model.forget_bias", seed="seed", lr="optim.lr")  # a row's optional keys -> its overrides
+# a row's keys -> its run's overrides (forget_bias, seed, lr and the per-profile epochs are optional)
+OVERRIDES = dict(model="model", layers="model.layers", hidden="model.hidden", bidirectional="model.bidirectional",
+                 forget_bias="model.forget_bias", seed="seed", lr="optim.lr", epochs="profile.epochs")
 
 
 def row_name(row, profile, data="digits"):
@@ -45,21 +43,16 @@ def forget_bias_text(r):
     return "torch default" if r.get("forget_bias") is None else f"{r['forget_bias']:g}"
 
 
-def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
-    table = []
-    for row in rows:
-        r = row_result(outputs, row_name(row, profile, data), "tasks.speech.table", profile, missing_ok)
-        if r is None:
-            continue
-        # a result from before result.json kept its seed and lr ran at the row's (or the base config's)
-        table.append(dict({k: r.get(k) for k in (*KEYS, *RUN_KEYS)}, seed=r.get("seed", row.get("seed", BASE_SEED)),
-                          lr=r.get("lr", row.get("lr", BASE_LR)),
-                          wer=r["test_wer"], cer=r["test_cer"],
-                          dev_wer=r["dev_wer"], forget_bias_text=forget_bias_text(r),
-                          paper=row["paper"], params_m=r["params"] / 1e6, history=r["history"]))
-    require_finished(table, "table5", "tasks.speech.table", profile, outputs)
+def entry(r, row, profile, data):
+    # a result from before result.json kept its seed and lr ran at the row's (or the base config's)
+    return dict(seed=r.get("seed", row.get("seed", BASE_SEED)), lr=r.get("lr", row.get("lr", BASE_LR)),
+                wer=r["test_wer"], cer=r["test_cer"], dev_wer=r["dev_wer"], forget_bias_text=forget_bias_text(r),
+                paper=row["paper"], params_m=r["params"] / 1e6)
+
+
+def notes(table, profile, outputs=None):
     first = table[0]
-    notes = "\n".join([
+    return "\n".join([
         f"- Data: {first['data']} ({first['train_utterances']:,} training, {first['test_utterances']:,} test utterances); "
         "the paper's Table 5 is Switchboard (licensed) with hybrid HMM models, so nothing here is comparable with its WER.",
         f"- Substitutions: end-to-end CTC over {first['output']} (no HMM, no alignments, no sMBR); "
@@ -74,11 +67,6 @@ def collect(rows, profile, out_dir, outputs, data="digits", missing_ok=False):
         + (["- The rows ran at different commits (see the commit column), some on different days: this machine's "
             "speed moves by +-30% from day to day, so compare s/epoch only between rows trained the same day."]
            if len({r.get("commit") for r in table}) > 1 else []))
-    smoke = "160 training utterances, hidden / 4, 2 epochs" if profile == "smoke" else False
-    text = write_table(table, COLUMNS, f"Table 5: acoustic models on {data}, LSTM vs SRU (CTC, WER)", out_dir,
-                       "table5", smoke, notes=notes, metric="dev_wer", profile=profile, budget=BUDGET.get(profile))
-    print(text)
-    return table
 
 
 def seed_notes(table):
@@ -110,19 +98,9 @@ def lookahead(table):
             f"delay; {uni['future_steps']} model step{'' if uni['future_steps'] == 1 else 's'} after stacking, rounded down)")
 
 
-def main(argv=None):
-    args = table_arg_parser(__doc__, ROOT, "speech", "table5", "rows").parse_args(argv)
-    data = next((a.split("=", 1)[1] for a in args.extra if a.startswith("data=")), "digits")
-    rows = profile_rows(EXPERIMENT, args.profile)
-    epochs = lambda row: [f"profile.epochs={row['epochs']}"] if row.get("epochs") and args.profile in ROW_EPOCHS else []
-    init = lambda row: [f"{key}={row[k]}" for k, key in OWN.items() if row.get(k) is not None]
-    names = [row_name(row, args.profile, data) for row in rows]  # also each run's name (W&B, result.json)
-    runs = [(name, [*epochs(row), *init(row), f"run_name={name}", f"model={row['model']}",
-                    f"model.layers={row['layers']}", f"model.hidden={row['hidden']}",
-                    f"model.bidirectional={str(row['bidirectional']).lower()}", f"profile={args.profile}"])
-            for name, row in zip(names, rows)]
-    run_table(args, "table5", "tasks.speech.train", runs,
-              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, data, missing_ok), ROOT)
+TABLE = Table("table5", "speech", "Table 5: acoustic models on {data}, LSTM vs SRU (CTC, WER)", COLUMNS, KEYS,
+              "dev_wer", overrides=OVERRIDES, run_name=row_name, entry=entry, notes=notes, budget=BUDGET,
+              smoke="160 training utterances, hidden / 4, 2 epochs", data="digits", doc=__doc__)
 
 if __name__ == "__main__":
-    main()
+    TABLE.main()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from tasks.squad.model import NUM_FEATURES, DocReader
-from tasks.squad.table import EXPERIMENT, FULL_TRAIN_QUESTIONS
+from tasks.squad.table import FULL_TRAIN_QUESTIONS, TABLE
 
 STEPS_PER_EPOCH = -(-FULL_TRAIN_QUESTIONS // 32)
 
@@ -38,7 +38,7 @@ def synthetic_batch(g, batch, dim_vocab, pos, ner, device):
 
 
 def time_row(row, device, dim, steps, warmup, seed):
-    cfg = OmegaConf.load(EXPERIMENT.parent / "model" / f"{row['model']}.yaml")
+    cfg = OmegaConf.load(TABLE.experiment.parent / "model" / f"{row['model']}.yaml")
     m = cfg.model
     m.layers = row["layers"]
     args = dict(vocab_size=5000, dim=dim, tuned=1002, hidden=m.hidden, max_span=15, use_pos=True, use_ner=True,
@@ -82,7 +82,7 @@ def main(argv=None):
           f"median of {args.steps} steps after {args.warmup} warm-up")
     print("| model | layers | s/step | RNN s/step | epoch s, extrapolated | RNN s/epoch, extrapolated |")
     print("|---|---|---|---|---|---|")
-    for row in OmegaConf.to_container(OmegaConf.load(EXPERIMENT))["rows"]:
+    for row in OmegaConf.to_container(OmegaConf.load(TABLE.experiment))["rows"]:
         r = time_row(row, device, args.dim, args.steps, args.warmup, args.seed)
         print(f"| {r['model']} | {r['layers']} | {r['sec_per_step']:.4f} | {r['rnn_sec_per_step']:.4f} | "
               f"{r['epoch_sec_extrapolated']:.0f} | {r['rnn_epoch_sec_extrapolated']:.0f} |", flush=True)

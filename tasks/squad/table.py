@@ -7,13 +7,8 @@ Writes results/table2.md and results/table2.json (dev predictions: each row's `p
 profile=speed trains each full-size model for one epoch on a slice of the data and extrapolates the
 seconds per epoch to the full 87,599 training questions (labelled "extrapolated").
 """
-from pathlib import Path
+from tasks.common.table import Table
 
-from tasks.common.results import (RUN_KEYS, profile_rows, require_finished, row_result, run_table, table_arg_parser,
-                                  write_table)
-
-ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "configs" / "squad" / "table2.yaml"
 FULL_TRAIN_QUESTIONS = 87_599
 HIDDEN = 128  # every row's configured hidden size per direction (the run name carries it)
 COLUMNS = [("model", "model", None), ("layers", "layers", None), ("hidden", "hidden", None),
@@ -28,12 +23,12 @@ KEYS = ["model", "layers", "hidden", "params", "params_without_embeddings", "sec
         "train_align_exact", "dev_align_exact", "rebuilt_data", "device", "precision", "commit"]
 
 
-def row_name(row, profile):
+def row_name(row, profile, data=None):
     """The run name (and directory) of a row, as configs/squad/config.yaml builds it."""
     return f"{row['model']}-{row['layers']}x{HIDDEN}-{profile}"
 
 
-def notes(table, profile):
+def notes(table, profile, outputs=None):
     r = table[0]
     source = ("rebuilt from the official explorer pages (dev texts and ids official; about 2% of train "
               "answer_starts recomputed), see ../shared/data/squad/SOURCE.md" if r["rebuilt_data"] else "official JSON")
@@ -63,8 +58,9 @@ def notes(table, profile):
     return "\n".join(lines)
 
 
-def budget(r):
-    """What profile=cpu cut, from a row's result: the training subset and the epochs."""
+def budget(table):
+    """What profile=cpu cut, from the rows' results: the training subset and the epochs."""
+    r = table[0]
     if r["train_questions"] >= FULL_TRAIN_QUESTIONS:
         subset = f"all {r['train_questions']:,} training questions"
     elif r.get("train_sample_seed") is not None:
@@ -87,39 +83,22 @@ def speed_note(table):
             f"{sru.get('machine') or sru['device']}; the paper: ~3.5x and ~5.9x (GTX 1070, cuDNN LSTM)."]
 
 
-def collect(rows, profile, out_dir, outputs, missing_ok=False):
-    table = []
-    for row in rows:
-        result = row_result(outputs, row_name(row, profile), "tasks.squad.table", profile, missing_ok)
-        if result is None:
-            continue
-        entry = dict({k: result.get(k) for k in (*KEYS, *RUN_KEYS)}, em=result["dev_em"], f1=result["dev_f1"],
-                     paper_em=row.get("paper_em"), paper_f1=row.get("paper_f1"), paper_source=row.get("paper_source"),
-                     params_m=result["params_without_embeddings"] / 1e6, history=result["history"])
-        if profile == "speed":
-            scale = FULL_TRAIN_QUESTIONS / result["train_used"]
-            entry.update(full_epoch_sec_extrapolated=result["sec_per_epoch"] * scale,
-                         full_epoch_rnn_sec_extrapolated=result["rnn_sec_per_epoch"] * scale)
-        table.append(entry)
-    require_finished(table, "table2", "tasks.squad.table", profile, outputs)
-    title = "Table 2: SQuAD v1.1 dev EM / F1, DrQA reader with bi-LSTM or bi-SRU"
+def entry(result, row, profile, data):
+    out = dict(em=result["dev_em"], f1=result["dev_f1"], paper_em=row.get("paper_em"), paper_f1=row.get("paper_f1"),
+               paper_source=row.get("paper_source"), params_m=result["params_without_embeddings"] / 1e6)
     if profile == "speed":
-        title += " -- SPEED RUN: full-size models, one epoch on a slice; EM/F1 not comparable with the paper"
-    smoke = "a few hundred questions, hidden / 4, 2 epochs" if profile == "smoke" else False
-    columns = COLUMNS + (SPEED_COLUMNS if profile == "speed" else [])
-    text = write_table(table, columns, title, out_dir, "table2", smoke, notes=notes(table, profile), metric="dev_f1",
-                       profile=profile, budget=budget(table[0]) if profile == "cpu" else None)
-    print(text)
-    return table
+        scale = FULL_TRAIN_QUESTIONS / result["train_used"]
+        out.update(full_epoch_sec_extrapolated=result["sec_per_epoch"] * scale,
+                   full_epoch_rnn_sec_extrapolated=result["rnn_sec_per_epoch"] * scale)
+    return out
 
 
-def main(argv=None):
-    args = table_arg_parser(__doc__, ROOT, "squad", "table2", "rows").parse_args(argv)
-    rows = profile_rows(EXPERIMENT, args.profile)
-    runs = [(row_name(row, args.profile), [f"model={row['model']}", f"model.layers={row['layers']}",
-                                           f"profile={args.profile}"]) for row in rows]
-    run_table(args, "table2", "tasks.squad.train", runs,
-              lambda outputs, out, missing_ok: collect(rows, args.profile, out, outputs, missing_ok), ROOT)
+TABLE = Table("table2", "squad", "Table 2: SQuAD v1.1 dev EM / F1, DrQA reader with bi-LSTM or bi-SRU", COLUMNS, KEYS,
+              "dev_f1", overrides=dict(model="model", layers="model.layers"), run_name=row_name, entry=entry,
+              notes=notes, budget=budget, smoke="a few hundred questions, hidden / 4, 2 epochs",
+              profile_columns=dict(speed=SPEED_COLUMNS),
+              profile_titles=dict(speed=" -- SPEED RUN: full-size models, one epoch on a slice; EM/F1 not comparable "
+                                        "with the paper"), doc=__doc__)
 
 if __name__ == "__main__":
-    main()
+    TABLE.main()
