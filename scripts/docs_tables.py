@@ -1,6 +1,7 @@
-"""The committed tables inside the docs' table pages, generated from docs/results/cpu/tableN.json, never pasted by
-hand: every block between `<!-- committed: tableN -->` and `<!-- /committed -->` in docs/*.md is rewritten with
-that table's rows and columns (the same markdown `make tableN` writes).
+"""The committed tables inside the docs, generated from docs/results/cpu/tableN.json, never pasted by hand: every
+block between `<!-- committed: tableN -->` and `<!-- /committed -->` in docs/*.md is rewritten with that table's
+rows and columns (the same markdown `make tableN` writes), and every block between `<!-- speed: tableN -->` and
+`<!-- /speed -->` with its seconds per epoch and speed-ups over the LSTM (the report's speed table).
 
     python -m scripts.docs_tables          # rewrite the blocks
     python -m scripts.docs_tables --check  # exit 1, naming the pages, if a block differs (tests/test_docs.py)
@@ -11,25 +12,27 @@ import re
 import sys
 from pathlib import Path
 
+from tasks.common.figures import speed_markdown
 from tasks.common.results import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(?m)^(?P<indent>[ \t]*)<!-- committed: (?P<table>table\d) -->\n.*?^[ \t]*<!-- /committed -->$",
-                   re.S)
+BLOCK = re.compile(r"(?m)^(?P<indent>[ \t]*)<!-- (?P<kind>committed|speed): (?P<table>table\d) -->\n.*?"
+                   r"^[ \t]*<!-- /(?P=kind) -->$", re.S)
 
 
-def rendered(table, indent):
+def rendered(kind, table, indent):
     data = json.loads((ROOT / "docs" / "results" / "cpu" / f"{table}.json").read_text())
-    lines = [f"<!-- committed: {table} -->",
+    body = markdown_table(data["rows"], data["columns"]) if kind == "committed" else speed_markdown(data)
+    lines = [f"<!-- {kind}: {table} -->",
              f"*Generated from [docs/results/cpu/{table}.json](results/cpu/{table}.json) by "
              f"`python -m scripts.docs_tables` (commits {', '.join(data.get('commits') or ['?'])}):*", "",
-             markdown_table(data["rows"], data["columns"]), "<!-- /committed -->"]
+             body, f"<!-- /{kind} -->"]
     return "\n".join(indent + line if line else line for line in "\n".join(lines).split("\n"))
 
 
 def update(page):
     text = page.read_text()
-    return BLOCK.sub(lambda m: rendered(m["table"], m["indent"]), text), text
+    return BLOCK.sub(lambda m: rendered(m["kind"], m["table"], m["indent"]), text), text
 
 
 def main(argv=None):

@@ -34,12 +34,14 @@ def test_relative_links_in_the_readme_and_docs_resolve():
 
 
 def test_the_committed_tables_in_the_docs_are_generated_from_their_json():
-    """Every `<!-- committed: tableN -->` block is what scripts/docs_tables.py renders from the committed JSON (a
-    rerun after publishing a table updates them; nothing is pasted by hand)."""
+    """Every `<!-- committed: tableN -->` and `<!-- speed: tableN -->` block is what scripts/docs_tables.py renders
+    from the committed JSON (a rerun after publishing a table updates them; nothing is pasted by hand)."""
     import subprocess
     import sys
     blocks = sum(page.read_text().count("<!-- committed: table") for page in (ROOT / "docs").glob("*.md"))
     assert blocks == 5, "one committed table on each table's page"
+    speed = (ROOT / "docs" / "benchmarks.md").read_text().count("<!-- speed: table")
+    assert speed == 5, "each table's epoch times in docs/benchmarks.md"
     proc = subprocess.run([sys.executable, "-m", "scripts.docs_tables", "--check"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr + proc.stdout
