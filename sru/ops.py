@@ -85,10 +85,13 @@ def _cpu_forward(inp, opt, keep_c=True):
     L, B, D, K = dims(inp, opt)
     d = opt.hidden_size
     h = torch.empty(L, B, D * d, dtype=torch.float32)
-    c_all = torch.empty(L if keep_c else 1, B, D * d, dtype=torch.float32)
     c_n = torch.empty(B, D * d, dtype=torch.float32)
+    # without keep_c (no gradient wanted) the kernel's state row is scratch nobody reads: a bare numpy array,
+    # a few us less per call than a tensor and its numpy view (what a streaming step pays)
+    c_all = torch.empty(L, B, D * d, dtype=torch.float32) if keep_c else None
     kernel, blocks = _cpu_kernel("forward", h.numel(), B, D, d)
-    kernel(*_cpu_arrays(inp, opt), h.numpy().reshape(L, B, D, d), c_all.numpy().reshape(-1, B, D, d),
+    kernel(*_cpu_arrays(inp, opt), h.numpy().reshape(L, B, D, d),
+           c_all.numpy().reshape(L, B, D, d) if keep_c else np.empty((1, B, D, d), np.float32),
            c_n.numpy().reshape(B, D, d), keep_c, *blocks)
     return h, c_all, c_n
 
@@ -334,17 +337,18 @@ def check_recurrence_args(U, x, bias, c0, mask_pad, hidden_size, bidirectional, 
                          f"{hidden_size}, bidirectional={bidirectional}; got {cols}")
     if cols // n == 4 and x is not None:
         raise ValueError("k=4 (U holds the highway projection in slot 3): x must be None")
-    expected = dict(x=(L, B, n), weight_c=(2 * n,), bias=(2 * n,), c0=(B, n), mask_pad=(L, B), drop=(B, n))
-    for name, t in dict(x=x, weight_c=weight_c, bias=bias, c0=c0, mask_pad=mask_pad, drop=drop).items():
+    device = U.device
+    for name, t, shape in (("x", x, (L, B, n)), ("weight_c", weight_c, (2 * n,)), ("bias", bias, (2 * n,)),
+                           ("c0", c0, (B, n)), ("mask_pad", mask_pad, (L, B)), ("drop", drop, (B, n))):
         if t is None:
             continue
-        if tuple(t.shape) != expected[name]:
-            raise ValueError(f"{name} must have shape {expected[name]}, got {tuple(t.shape)}")
-        if t.device != U.device:
-            raise ValueError(f"{name} is on {t.device} but U is on {U.device}")
-        if name != "mask_pad" and not t.is_floating_point():
-            raise TypeError(f"{name} must be floating point, got {t.dtype}")
-        if name == "mask_pad" and (t.is_floating_point() or t.is_complex()):
+        if t.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if t.device != device:
+            raise ValueError(f"{name} is on {t.device} but U is on {device}")
+        if t.is_floating_point() != (name != "mask_pad") or t.is_complex():
+            if name != "mask_pad":
+                raise TypeError(f"{name} must be floating point, got {t.dtype}")
             raise TypeError(f"mask_pad must be bool (True at padding) or integer 0/1, got {t.dtype}: a fraction "
                             f"would silently read as 'not padding'; pass e.g. mask_pad.bool()")
 

@@ -97,11 +97,27 @@ def parts(L, B, d):
     ]
 
 
+class NativeLSTM(torch.nn.LSTM):
+    """nn.LSTM on torch's native CPU kernels. Its default CPU path, oneDNN's fused LSTM, pays a fixed cost per call
+    that grows with the weights (one step at batch 1: ~0.2 ms at d = 128, ~4 ms at d = 512, against 0.06 and 0.24
+    ms natively; docs/benchmarks.md): over whole sequences it wins, but a step-by-step decoder would run this."""
+
+    def forward(self, *args):
+        enabled = torch._C._get_mkldnn_enabled()
+        torch._C._set_mkldnn_enabled(False)
+        try:
+            return super().forward(*args)
+        finally:
+            torch._C._set_mkldnn_enabled(enabled)
+
+
 def streaming_layers(d):
-    """(name, layer) at width d, eval mode: the SRU (2018 and the paper's cell) beside nn.GRU and nn.LSTM."""
+    """(name, layer) at width d, eval mode: the SRU (2018 and the paper's cell) beside nn.GRU and nn.LSTM (on
+    torch's default path, and on its native kernels)."""
     return [("SRU (2018 cell)", SRUCell(d, d, backend="cpu")),
             ("SRU (paper's cell)", SRUCell(d, d, backend="cpu", cell="2017", use_tanh=True, rescale=False)),
-            ("nn.GRU", torch.nn.GRU(d, d)), ("nn.LSTM", torch.nn.LSTM(d, d))]
+            ("nn.GRU", torch.nn.GRU(d, d)), ("nn.LSTM", torch.nn.LSTM(d, d)),
+            ("nn.LSTM, oneDNN off", NativeLSTM(d, d))]
 
 
 def streaming_rows(dims, repeats):
@@ -156,6 +172,8 @@ def onnx_rows(dims, repeats):
         runners = {}
         with tempfile.TemporaryDirectory() as tmp:
             for name, layer in streaming_layers(d):
+                if isinstance(layer, NativeLSTM):  # one LSTM op in onnxruntime: the row above
+                    continue
                 state = torch.zeros(1, d) if isinstance(layer, SRUCell) else torch.zeros(1, 1, d)
                 path = f"{tmp}/{len(runners)}.onnx"
                 torch.onnx.export(Step(layer).eval(), (x, state), path, dynamo=True, verbose=False)
@@ -193,7 +211,7 @@ def main(argv=None):
                   f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
         if args.onnx:
             for d, us in onnx_rows(dims, args.repeats):
-                print(f"| {d} | onnxruntime | " + " | ".join(f"{us[n]:.1f}" for n in names) +
+                print(f"| {d} | onnxruntime | " + " | ".join(f"{us[n]:.1f}" if n in us else "-" for n in names) +
                       f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
         return
     L, B, d = (int(v) for v in args.size.split("x"))

@@ -107,4 +107,22 @@ def test_streaming_latency_benchmark_runs_every_layer_in_onnxruntime():
     """python -m sru.overhead --streaming D --onnx: each layer exported and timed in onnxruntime (positive times)."""
     from sru import overhead
     ((d, us),) = list(overhead.onnx_rows([8], repeats=3))
-    assert d == 8 and set(us) == {name for name, _ in overhead.streaming_layers(8)} and all(v > 0 for v in us.values())
+    exported = {name for name, layer in overhead.streaming_layers(8) if not isinstance(layer, overhead.NativeLSTM)}
+    assert d == 8 and set(us) == exported and all(v > 0 for v in us.values())
+
+
+def test_streaming_benchmark_times_every_layer_and_the_native_lstm_equals_nn_lstm():
+    """python -m sru.overhead --streaming D: every layer timed eagerly (positive times); the LSTM on torch's native
+    kernels (oneDNN off for its call only) computes nn.LSTM's outputs."""
+    import torch
+    from sru import overhead
+    rows = list(overhead.streaming_rows([8], repeats=3))
+    names = {name for name, _ in overhead.streaming_layers(8)}
+    assert [mode for _, mode, _ in rows] == ["alone", "mixed"]
+    assert all(set(us) == names and all(v > 0 for v in us.values()) for _, _, us in rows)
+    torch.manual_seed(0)
+    native, default = overhead.NativeLSTM(8, 8), torch.nn.LSTM(8, 8)
+    default.load_state_dict(native.state_dict())
+    x = torch.randn(5, 2, 8)
+    torch.testing.assert_close(native(x)[0], default(x)[0])
+    assert torch._C._get_mkldnn_enabled()  # restored after the call
