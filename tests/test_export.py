@@ -94,6 +94,27 @@ def test_streaming_in_onnxruntime_chunk_by_chunk_equals_one_pass(tmp_path):
         np.testing.assert_allclose(c.numpy(), c_whole.numpy(), atol=1e-5, err_msg=f"chunk {chunk}")
 
 
+def test_float16_export_runs_in_onnxruntime_within_half_precision(tmp_path):
+    """A float16 model exports and runs in onnxruntime's CPU provider (bfloat16 is what it cannot run, below): its
+    outputs agree with the same float16 weights and inputs computed in float32, to float16's precision."""
+    torch.manual_seed(0)
+    rnn = SRU(6, 4, num_layers=2, bidirectional=True, layer_norm=True).eval()
+    model = Wrapped(rnn.half()).eval()
+    g = torch.Generator().manual_seed(1)
+    half = lambda tensors: tuple(t.half() if t.is_floating_point() else t for t in tensors)
+    runtime = export(model, half(inputs(SRU, rnn, 6, 6, 3, g)), tmp_path / "h.onnx")
+    wide = Wrapped(SRU(6, 4, num_layers=2, bidirectional=True, layer_norm=True)).eval()
+    wide.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    for L, B in ((1, 1), (9, 2)):
+        tensors = half(inputs(SRU, rnn, 6, L, B, g))
+        got = run(runtime, *tensors)
+        with torch.no_grad():
+            want = wide(*(t.float() if t.is_floating_point() else t for t in tensors))
+        for a, b in zip(got, want):
+            assert a.dtype == np.float16
+            np.testing.assert_allclose(a.astype(np.float32), b.numpy(), rtol=0, atol=1e-2, err_msg=f"length {L}, batch {B}")
+
+
 def test_exporting_training_mode_dropout_or_bfloat16_says_what_to_do(tmp_path):
     rnn = SRU(4, 4, num_layers=2, dropout=0.2)
     with pytest.raises(Exception, match=r"model.eval\(\) before torch.onnx.export"):
