@@ -157,6 +157,11 @@ def reference_scan(inp: Inputs, opt: Options):
             return torch.where(pad_t, c, c_new), torch.where(pad_t, torch.zeros_like(h), h)
 
         seqs = [t[:, :, dr] for t in (u0, zf, zr)] + [pad] + ([] if xh is None else [xh[:, :, dr]])
+        if isinstance(L, int) and L == 1:  # one step of a fixed length (a streaming step model): no loop at all,
+            c_n, h = step(c0[:, dr], tuple(t[0] for t in seqs))  # which in onnxruntime saves the Scan's setup
+            h_dirs.append(h.unsqueeze(0))
+            c_last.append(c_n)
+            continue
         if dr == 1:  # direction 1 runs time in reverse
             seqs = [t.flip(0) for t in seqs]
         # fresh tensors, not views: the scan re-traces its inputs, and a view's base made it specialise the batch size

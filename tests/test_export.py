@@ -94,6 +94,56 @@ def test_streaming_in_onnxruntime_chunk_by_chunk_equals_one_pass(tmp_path):
         np.testing.assert_allclose(c.numpy(), c_whole.numpy(), atol=1e-5, err_msg=f"chunk {chunk}")
 
 
+@pytest.mark.parametrize("L", [1, 4])
+@pytest.mark.parametrize("cell", ["2017", "2018"])
+def test_the_scan_form_of_the_spec_equals_the_spec(L, cell):
+    """reference_scan (what an ONNX export traces) against reference, both directions, mask, dropout mask, c0;
+    at length 1 without the scan (a fixed-length step)."""
+    from sru.reference import Inputs, Options, reference, reference_scan
+    g = torch.Generator().manual_seed(7)
+    B, D, d, k = 3, 2, 5, 3
+    mask = torch.zeros(L, B, dtype=torch.bool)
+    mask[L // 2:, 1] = True
+    inp = Inputs(torch.randn(L, B, D * k * d, generator=g), torch.randn(L, B, D * d, generator=g),
+                 torch.randn(D * 2 * d, generator=g) if cell == "2018" else None, torch.randn(D * 2 * d, generator=g),
+                 torch.randn(B, D * d, generator=g), mask, torch.rand(B, D * d, generator=g))
+    opt = Options(d, True, cell == "2017", cell == "2018")
+    for got, want in zip(reference_scan(inp, opt), reference(inp, opt)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_a_one_step_model_exports_without_a_scan_and_streams_in_onnxruntime(tmp_path):
+    """SRUCell on a (batch, input) step (sru 2.6's one-step input), exported at that fixed length: the recurrence is
+    plain ONNX ops, no Scan (its per-call setup is most of a small step's cost in onnxruntime), and feeding its c
+    back frame by frame gives the whole sequence's outputs."""
+    import onnx
+    torch.manual_seed(0)
+    cell = SRUCell(5, 4, rescale=True).eval()
+
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = cell
+
+        def forward(self, x, c):
+            return self.cell(x, c)
+
+    B = torch.export.Dim("batch", min=1, max=64)
+    path = tmp_path / "step.onnx"
+    torch.onnx.export(Step().eval(), (torch.randn(2, 5), torch.zeros(2, 4)), path, dynamo=True,
+                      dynamic_shapes=({0: B}, {0: B}))
+    assert "Scan" not in {node.op_type for node in onnx.load(str(path)).graph.node}
+    runtime = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, c = torch.randn(6, 3, 5), torch.randn(3, 4)
+    with torch.no_grad():
+        want_h, want_c = cell(x, c)
+    for t in range(6):
+        h_t, c = (torch.from_numpy(a) for a in run(runtime, x[t], c))
+        assert h_t.shape == (1, 3, 4)  # sru 2.6's one-step output keeps the length axis (docs/fidelity.md)
+        np.testing.assert_allclose(h_t[0].numpy(), want_h[t].numpy(), rtol=0, atol=1e-5, err_msg=f"step {t}")
+    np.testing.assert_allclose(c.numpy(), want_c.numpy(), rtol=0, atol=1e-5)
+
+
 def test_float16_export_runs_in_onnxruntime_within_half_precision(tmp_path):
     """A float16 model exports and runs in onnxruntime's CPU provider (bfloat16 is what it cannot run, below): its
     outputs agree with the same float16 weights and inputs computed in float32, to float16's precision."""
