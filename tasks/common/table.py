@@ -30,7 +30,7 @@ class Table:
     task: str                      # the package: tasks.<task>.train runs a row
     title: str                     # "{data}" becomes the `data=` override's value
     columns: list                  # (header, key, format spec or None) of the markdown table
-    keys: Optional[tuple]          # the result.json keys a table row keeps (None: all of them)
+    keys: Optional[list]           # the result.json keys a table row keeps (None: all of them)
     metric: str                    # the validation metric each row's `history` follows (`make report`'s curves)
     overrides: dict                # a row's key -> the Hydra key its value sets
     run_name: Callable             # (row, profile, data) -> the run's name and directory
