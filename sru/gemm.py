@@ -99,11 +99,14 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def _takes_route(x, weight):
-    # the size first: below it (a streaming step) the call's fixed cost is what matters, and it is the cheapest test
-    return (x.dim() >= 1 and x.shape[-1] > 0 and x.numel() // x.shape[-1] * weight.numel() >= ONEDNN_MIN_MACS
+    # is_compiling first: under torch.export / torch.compile a size test on a symbolic length would add a guard
+    # (an export with a dynamic length then fails). Then the size: below it (a streaming step) the call's fixed cost
+    # is what matters, and it is the cheapest test (2.9 -> 0.65 us against testing it last).
+    return (not torch.compiler.is_compiling() and x.dim() >= 1 and x.shape[-1] > 0
+            and x.numel() // x.shape[-1] * weight.numel() >= ONEDNN_MIN_MACS
             and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.device.type == "cpu" and weight.device.type == "cpu"
-            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu") and cpu_route() == "onednn")
+            and not torch.is_autocast_enabled("cpu") and cpu_route() == "onednn")
 
 
 def linear(x, weight, bias=None):

@@ -1,8 +1,8 @@
 """Where the fixed cost of one SRU layer call goes on the CPU: a tiny layer, each part timed alone.
 
     python -m sru.overhead [--threads 1] [--size 1x1x8] [--repeats 2000]
-    python -m sru.overhead --streaming 8,128,512 [--onnx]   # one eval call at (1, 1, d): SRU beside nn.GRU,
-                                                           # nn.LSTM (and the same in onnxruntime)
+    python -m sru.overhead --streaming 8,128,512 [--onnx] [--chunk 10]   # one eval call at (chunk, 1, d):
+                                                  # SRU beside nn.GRU, nn.LSTM (and the same in onnxruntime)
 
 At (L, B, d) = (1, 1, 8) the arithmetic is nothing, so every microsecond is fixed cost: Python, torch's
 autograd, numpy views, numba's dispatch. Each row is the median over --repeats calls (after warm-up),
@@ -120,15 +120,16 @@ def streaming_layers(d):
             ("nn.LSTM, oneDNN off", NativeLSTM(d, d))]
 
 
-def streaming_rows(dims, repeats):
-    """Median us of one eval call at (1, 1, d): what each step of a streaming decoder pays. Two ways: `alone`, each
+def streaming_rows(dims, repeats, chunk=1):
+    """Median us of one eval call at (chunk, 1, d): what each step (chunk = 1) or chunk of frames of a streaming
+    decoder pays. Two ways: `alone`, each
     layer's calls in one block (a decoder that runs only that layer); `mixed`, the layers taking turns in a shuffled
     order each round (the call after nn.LSTM's or nn.GRU's meets torch's spinning OpenMP workers,
     docs/benchmarks.md; shuffled, so that no layer alone pays for it). Yields (d, mode, {name: us})."""
     for d in dims:
         torch.manual_seed(0)
         layers = [(name, layer.eval()) for name, layer in streaming_layers(d)]
-        x = torch.randn(1, 1, d)
+        x = torch.randn(chunk, 1, d)
         calls = {name: (lambda layer=layer: layer(x)) for name, layer in layers}
 
         def timed(call):
@@ -149,9 +150,10 @@ def streaming_rows(dims, repeats):
         yield d, "mixed", {name: statistics.median(t) for name, t in mixed.items()}
 
 
-def onnx_rows(dims, repeats):
-    """The same layers exported to ONNX (torch.onnx.export, dynamo) and run in onnxruntime, one call at (1, 1, d)
-    with the state as an input, median us. Yields (d, {name: us})."""
+def onnx_rows(dims, repeats, chunk=1):
+    """The same layers exported to ONNX (torch.onnx.export, dynamo) and run in onnxruntime, one call at (chunk, 1, d)
+    with the state as an input, median us: a one-step model for chunk = 1 (a fixed length: no loop), else a model
+    with a dynamic length (as a chunked streaming decoder exports it). Yields (d, {name: us})."""
     import tempfile
 
     import onnxruntime as ort
@@ -168,7 +170,7 @@ def onnx_rows(dims, repeats):
 
     for d in dims:
         torch.manual_seed(0)
-        x = torch.randn(1, 1, d)
+        x = torch.randn(chunk, 1, d)
         runners = {}
         with tempfile.TemporaryDirectory() as tmp:
             for name, layer in streaming_layers(d):
@@ -176,7 +178,9 @@ def onnx_rows(dims, repeats):
                     continue
                 state = torch.zeros(1, d) if isinstance(layer, SRUCell) else torch.zeros(1, 1, d)
                 path = f"{tmp}/{len(runners)}.onnx"
-                torch.onnx.export(Step(layer).eval(), (x, state), path, dynamo=True, verbose=False)
+                dynamic = None if chunk == 1 else ({0: torch.export.Dim("length", min=2, max=4096)}, None)
+                torch.onnx.export(Step(layer).eval(), (x, state), path, dynamo=True, verbose=False,
+                                  dynamic_shapes=dynamic)
                 runner = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
                 runners[name] = (runner, {i.name: t.numpy() for i, t in zip(runner.get_inputs(), (x, state))})
         times = {name: [] for name in runners}
@@ -198,19 +202,20 @@ def main(argv=None):
     p.add_argument("--streaming", default=None, metavar="D,D,...",
                    help="instead: one eval call at (1, 1, d) of the SRU, nn.GRU and nn.LSTM at these widths")
     p.add_argument("--onnx", action="store_true", help="with --streaming: the same layers in onnxruntime too")
+    p.add_argument("--chunk", type=int, default=1, help="with --streaming: frames per call (default 1: one step)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.streaming:
         names = [name for name, _ in streaming_layers(1)]
         print(f"| d | calls | " + " | ".join(f"{n}, us" for n in names) + f" | SRU 2018 / GRU |  "
-              f"({args.threads} thread(s), median of {args.repeats})")
+              f"({args.threads} thread(s), median of {args.repeats}, {args.chunk} frame(s) per call)")
         print("|---" * (len(names) + 3) + "|")
         dims = [int(v) for v in args.streaming.split(",")]
-        for d, mode, us in streaming_rows(dims, args.repeats):
+        for d, mode, us in streaming_rows(dims, args.repeats, args.chunk):
             print(f"| {d} | {mode} | " + " | ".join(f"{us[n]:.1f}" for n in names) +
                   f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
         if args.onnx:
-            for d, us in onnx_rows(dims, args.repeats):
+            for d, us in onnx_rows(dims, args.repeats, args.chunk):
                 print(f"| {d} | onnxruntime | " + " | ".join(f"{us[n]:.1f}" if n in us else "-" for n in names) +
                       f" | {us['SRU (2018 cell)'] / us['nn.GRU']:.2f}x |", flush=True)
         return

@@ -112,6 +112,21 @@ def test_the_scan_form_of_the_spec_equals_the_spec(L, cell):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
+def test_a_dynamic_length_export_is_not_specialised_by_the_cpu_gemm_route(tmp_path):
+    """At width 128 the oneDNN route's size threshold (sru/gemm.py) falls inside the length range: testing it on the
+    symbolic length added a guard and the export failed; under an export the route is not consulted at all."""
+    cell = SRUCell(128, 128).eval()
+    length = torch.export.Dim("length", min=2, max=4096)
+    torch.onnx.export(cell, (torch.randn(10, 1, 128),), tmp_path / "c.onnx", dynamo=True,
+                      dynamic_shapes=({0: length},))
+    runtime = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(300, 1, 128)  # past the threshold: the eager call takes the oneDNN route
+    with torch.no_grad():
+        want = cell(x)
+    for a, b in zip(run(runtime, x), want):
+        np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-4)
+
+
 def test_a_one_step_model_exports_without_a_scan_and_streams_in_onnxruntime(tmp_path):
     """SRUCell on a (batch, input) step (sru 2.6's one-step input), exported at that fixed length: the recurrence is
     plain ONNX ops, no Scan (its per-call setup is most of a small step's cost in onnxruntime), and feeding its c
@@ -175,11 +190,13 @@ def test_exporting_training_mode_dropout_or_bfloat16_says_what_to_do(tmp_path):
 
 
 def test_streaming_latency_benchmark_runs_every_layer_in_onnxruntime():
-    """python -m sru.overhead --streaming D --onnx: each layer exported and timed in onnxruntime (positive times)."""
+    """python -m sru.overhead --streaming D --onnx [--chunk T]: each layer exported and timed in onnxruntime (positive
+    times)."""
     from sru import overhead
-    ((d, us),) = list(overhead.onnx_rows([8], repeats=3))
     exported = {name for name, layer in overhead.streaming_layers(8) if not isinstance(layer, overhead.NativeLSTM)}
-    assert d == 8 and set(us) == exported and all(v > 0 for v in us.values())
+    for chunk in (1, 3):  # a one-step model, and a chunk model with a dynamic length
+        ((d, us),) = list(overhead.onnx_rows([8], repeats=3, chunk=chunk))
+        assert d == 8 and set(us) == exported and all(v > 0 for v in us.values())
 
 
 def test_streaming_benchmark_times_every_layer_and_the_native_lstm_equals_nn_lstm():
