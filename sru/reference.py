@@ -141,8 +141,7 @@ def reference_scan(inp: Inputs, opt: Options):
     weight_c, c0, mask_pad, drop = inp.weight_c, inp.c0, inp.mask_pad, inp.drop
     L, B, D, d, U, b, xh = _views(inp, opt)
     u0, zf, zr = U[..., 0, :], U[..., 1, :] + b[:, 0], U[..., 2, :] + b[:, 1]
-    pad = (mask_pad.view(L, B, 1).bool() if mask_pad is not None else torch.zeros(L, B, 1, dtype=torch.bool,
-                                                                                  device=U.device))
+    pad = None if mask_pad is None else mask_pad.view(L, B, 1).bool()  # None: no padding selects in the loop body
     c0 = c0.view(B, D, d)
 
     h_dirs, c_last = [], []
@@ -152,11 +151,15 @@ def reference_scan(inp: Inputs, opt: Options):
         m = None if drop is None else drop.view(B, D, d)[:, dr].clone()
 
         def step(c, xs, v=v, m=m):  # the per-direction constants are closed over, not carried
-            u0_t, zf_t, zr_t, pad_t, *x_t = xs  # x_t: [the highway input] with a skip term, else []
-            c_new, h = _step(c, u0_t, zf_t, zr_t, x_t[0] if x_t else None, v, m, opt)
+            u0_t, zf_t, zr_t, *rest = xs  # rest: [the padding mask] [the highway input], where there are
+            pad_t = rest.pop(0) if pad is not None else None
+            c_new, h = _step(c, u0_t, zf_t, zr_t, rest[0] if rest else None, v, m, opt)
+            if pad_t is None:
+                return c_new, h
             return torch.where(pad_t, c, c_new), torch.where(pad_t, torch.zeros_like(h), h)
 
-        seqs = [t[:, :, dr] for t in (u0, zf, zr)] + [pad] + ([] if xh is None else [xh[:, :, dr]])
+        seqs = [t[:, :, dr] for t in (u0, zf, zr)] + ([] if pad is None else [pad]) + \
+            ([] if xh is None else [xh[:, :, dr]])
         if isinstance(L, int) and L == 1:  # one step of a fixed length (a streaming step model): no loop at all,
             c_n, h = step(c0[:, dr], tuple(t[0] for t in seqs))  # which in onnxruntime saves the Scan's setup
             h_dirs.append(h.unsqueeze(0))

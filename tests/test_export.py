@@ -94,16 +94,18 @@ def test_streaming_in_onnxruntime_chunk_by_chunk_equals_one_pass(tmp_path):
         np.testing.assert_allclose(c.numpy(), c_whole.numpy(), atol=1e-5, err_msg=f"chunk {chunk}")
 
 
+@pytest.mark.parametrize("masked", [True, False])
 @pytest.mark.parametrize("L", [1, 4])
 @pytest.mark.parametrize("cell", ["2017", "2018"])
-def test_the_scan_form_of_the_spec_equals_the_spec(L, cell):
-    """reference_scan (what an ONNX export traces) against reference, both directions, mask, dropout mask, c0;
-    at length 1 without the scan (a fixed-length step)."""
+def test_the_scan_form_of_the_spec_equals_the_spec(L, cell, masked):
+    """reference_scan (what an ONNX export traces) against reference, both directions, with and without a padding
+    mask, dropout mask, c0; at length 1 without the scan (a fixed-length step)."""
     from sru.reference import Inputs, Options, reference, reference_scan
     g = torch.Generator().manual_seed(7)
     B, D, d, k = 3, 2, 5, 3
     mask = torch.zeros(L, B, dtype=torch.bool)
     mask[L // 2:, 1] = True
+    mask = mask if masked else None
     inp = Inputs(torch.randn(L, B, D * k * d, generator=g), torch.randn(L, B, D * d, generator=g),
                  torch.randn(D * 2 * d, generator=g) if cell == "2018" else None, torch.randn(D * 2 * d, generator=g),
                  torch.randn(B, D * d, generator=g), mask, torch.rand(B, D * d, generator=g))
