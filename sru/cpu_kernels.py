@@ -28,11 +28,9 @@ import numpy as np
 # slower. The workqueue layer's threads sleep. NUMBA_THREADING_LAYER still overrides this.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
-from numba.core import types
-from numba.core import caching
+from numba.core import caching, types
 from numba.extending import intrinsic
 from numba.misc.appdirs import AppDirs
-
 
 
 def cache_dir(environ, writable, candidates):
@@ -239,7 +237,8 @@ def _serial(kernel):
     """`kernel` compiled without threads (prange runs as range), from a copy of its Python function
     under its own name: numba's disk cache keys a function by module, name, line and bytecode, not by
     `parallel`, so compiling the same function twice made the two variants share one cache entry, and
-    whichever was compiled first ran in both places (the threaded forward ran serially; fixed in 0d88515's parent line of work, docs/benchmarks.md)."""
+    whichever was compiled first ran in both places (the threaded forward ran serially;
+    docs/benchmarks.md)."""
     f = kernel.py_func
     copy = FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
     copy.__qualname__ = f.__qualname__ + "_serial"
@@ -251,8 +250,8 @@ def _serial(kernel):
 # workers costs ~0.2 ms per launch. And right after a torch op, torch's OpenMP workers keep spinning on
 # their cores for several ms (libgomp's default spin-wait): a numba worker sharing a core with one runs
 # at about half speed, and with static work items the main thread then waits for it. On two threads
-# that cancels the second thread until ~2M states, measured right after a GEMM (docs/benchmarks.md,
-# docs/benchmarks.md); with more threads the other workers still add speed, so the old threshold stays there
+# that cancels the second thread until ~2M states, measured right after a GEMM (docs/benchmarks.md);
+# with more threads the other workers still add speed, so the old threshold stays there
 # (not measured: this project's machines have two cores). OMP_WAIT_POLICY=PASSIVE removes the spin but
 # slows torch's own ops (nn.LSTM fwd+bwd up to 2.5x at batch 32, measured), so we do not set it.
 forward_serial = _serial(forward)

@@ -346,11 +346,12 @@ def check_recurrence_args(U, x, bias, c0, mask_pad, hidden_size, bidirectional, 
             raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but U is on {device}")
-        if t.is_floating_point() != (name != "mask_pad") or t.is_complex():
-            if name != "mask_pad":
-                raise TypeError(f"{name} must be floating point, got {t.dtype}")
-            raise TypeError(f"mask_pad must be bool (True at padding) or integer 0/1, got {t.dtype}: a fraction "
-                            f"would silently read as 'not padding'; pass e.g. mask_pad.bool()")
+        if name == "mask_pad":
+            if t.is_floating_point() or t.is_complex():
+                raise TypeError(f"mask_pad must be bool (True at padding) or integer 0/1, got {t.dtype}: a fraction "
+                                f"would silently read as 'not padding'; pass e.g. mask_pad.bool()")
+        elif not t.is_floating_point():
+            raise TypeError(f"{name} must be floating point, got {t.dtype}")
 
 
 def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, backend="auto", drop=None,
@@ -364,11 +365,12 @@ def recurrence(U, x, bias, c0, mask_pad, hidden_size, bidirectional, use_tanh, b
     if U.shape[1] == 0:  # an empty batch: nothing to run (c_n in c0's dtype, as the kernels return it)
         return U.new_zeros(U.shape[0], 0, c0.shape[-1]), c0.clone()
     opt = Options(hidden_size, bool(bidirectional), bool(use_tanh), bool(drop_gate))
+    inp = Inputs(U, x, weight_c, bias, c0, mask_pad, drop)
     if onnx_exporting():  # ONNX has no kernel of ours: the spec as a scan, which becomes an ONNX Scan
-        return reference_scan(Inputs(U, x, weight_c, bias, c0, mask_pad, drop), opt)
+        return reference_scan(inp, opt)
     if backend == "reference":
-        return reference(Inputs(U, x, weight_c, bias, c0, mask_pad, drop), opt)
-    contiguous = (lambda t: None if t is None else t.contiguous())
+        return reference(inp, opt)
+    contiguous = (lambda t: None if t is None else t.contiguous())  # what the fused kernels read; the mask as bytes
     inp = Inputs(U.contiguous(), contiguous(x), contiguous(weight_c), bias.contiguous(), c0.contiguous(),
                  None if mask_pad is None else mask_pad.to(torch.uint8).contiguous(), contiguous(drop))
     if torch.compiler.is_compiling():

@@ -13,12 +13,11 @@ is, they do not add up to the cell. docs/benchmarks.md has the measured breakdow
 import argparse
 import random
 import statistics
-import time
 
 import torch
 
 from . import cpu_kernels, ops
-from .bench import time_ms
+from .bench import call_ms, time_ms
 from .gemm import matmul
 from .modules import SRUCell
 
@@ -122,20 +121,18 @@ def streaming_layers(d):
 
 def streaming_rows(dims, repeats, chunk=1):
     """Median us of one eval call at (chunk, 1, d): what each step (chunk = 1) or chunk of frames of a streaming
-    decoder pays. Two ways: `alone`, each
-    layer's calls in one block (a decoder that runs only that layer); `mixed`, the layers taking turns in a shuffled
-    order each round (the call after nn.LSTM's or nn.GRU's meets torch's spinning OpenMP workers,
-    docs/benchmarks.md; shuffled, so that no layer alone pays for it). Yields (d, mode, {name: us})."""
+    decoder pays. Two ways: `alone`, each layer's calls in one block (a decoder that runs only that layer);
+    `mixed`, the layers taking turns in a shuffled order each round (the call after nn.LSTM's or nn.GRU's meets
+    torch's spinning OpenMP workers, docs/benchmarks.md; shuffled, so that no layer alone pays for it). Yields
+    (d, mode, {name: us})."""
     for d in dims:
         torch.manual_seed(0)
         layers = [(name, layer.eval()) for name, layer in streaming_layers(d)]
         x = torch.randn(chunk, 1, d)
         calls = {name: (lambda layer=layer: layer(x)) for name, layer in layers}
 
-        def timed(call):
-            t0 = time.perf_counter()
-            call()
-            return (time.perf_counter() - t0) * 1e6
+        def timed(call):  # us
+            return call_ms(call, x.device) * 1e3
         with torch.no_grad():
             for call in calls.values():  # warm-up (numba compiles on the first call)
                 for _ in range(50):
@@ -188,9 +185,7 @@ def onnx_rows(dims, repeats, chunk=1):
         for i in range(repeats):
             random.Random(i).shuffle(order)
             for name, (runner, feed) in order:
-                t0 = time.perf_counter()
-                runner.run(None, feed)
-                times[name].append((time.perf_counter() - t0) * 1e6)
+                times[name].append(call_ms(lambda: runner.run(None, feed), x.device) * 1e3)
         yield d, {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -96,6 +96,11 @@ def _step(c, u0_t, zf_t, zr_t, x_t, v, m, opt):
     return c_new, h
 
 
+def _padded(pad_t, c, c_new, h):
+    """A padded step carries c unchanged and outputs 0."""
+    return torch.where(pad_t, c, c_new), torch.where(pad_t, torch.zeros_like(h), h)
+
+
 def reference(inp: Inputs, opt: Options):
     """(h, c_n) of the recurrence, step by step in plain PyTorch."""
     weight_c, c0, mask_pad, drop = inp.weight_c, inp.c0, inp.mask_pad, inp.drop
@@ -118,8 +123,7 @@ def reference(inp: Inputs, opt: Options):
             c_new, h_t = _step(c, u0_[t], u1_[t] + b[dr, 0], u2_[t] + b[dr, 1], None if xh_ is None else xh_[t],
                                None if v is None else v[dr], m, opt)
             if pad is not None:
-                c_new = torch.where(pad[t], c, c_new)
-                h_t = torch.where(pad[t], torch.zeros_like(h_t), h_t)
+                c_new, h_t = _padded(pad[t], c, c_new, h_t)
             c, h[t] = c_new, h_t
         h_dirs.append(torch.stack(h))
         c_last.append(c)
@@ -154,9 +158,7 @@ def reference_scan(inp: Inputs, opt: Options):
             u0_t, zf_t, zr_t, *rest = xs  # rest: [the padding mask] [the highway input], where there are
             pad_t = rest.pop(0) if pad is not None else None
             c_new, h = _step(c, u0_t, zf_t, zr_t, rest[0] if rest else None, v, m, opt)
-            if pad_t is None:
-                return c_new, h
-            return torch.where(pad_t, c, c_new), torch.where(pad_t, torch.zeros_like(h), h)
+            return (c_new, h) if pad_t is None else _padded(pad_t, c, c_new, h)
 
         seqs = [t[:, :, dr] for t in (u0, zf, zr)] + ([] if pad is None else [pad]) + \
             ([] if xh is None else [xh[:, :, dr]])

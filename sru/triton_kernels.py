@@ -241,16 +241,18 @@ def forward(inp, opt):
 
 
 def backward(inp, opt, c_all, grad_h, grad_cn):
-    """Returns grad_U, grad_x (None without x), grad_wc and grad_bias partials (B, D*2*d) fp32, grad_c0 fp32."""
+    """Returns grad_U, grad_x (None without x), grad_wc (None without weight_c) and grad_bias partials
+    (B, D*2*d) fp32, grad_c0 fp32."""
     U, d = inp.U, opt.hidden_size
     L, B, D, K = dims(inp, opt)
     grad_U = torch.empty_like(U)
     grad_x = None if inp.x is None else torch.empty_like(inp.x)
-    grad_wc = torch.empty(B, D * 2 * d, device=U.device, dtype=torch.float32)
+    grad_wc = None if inp.weight_c is None else torch.empty(B, D * 2 * d, device=U.device, dtype=torch.float32)
     grad_bias = torch.empty(B, D * 2 * d, device=U.device, dtype=torch.float32)
     grad_c0 = torch.empty(B, D * d, device=U.device, dtype=torch.float32)
     block, warps = launch_config(d, B * D, U.device, U.element_size())
     _backward_kernel[(triton.cdiv(d, block), B * D)](
-        *_pointers(inp), c_all, grad_h, grad_cn, grad_U, grad_U if grad_x is None else grad_x, grad_wc, grad_bias,
+        *_pointers(inp), c_all, grad_h, grad_cn, grad_U, grad_U if grad_x is None else grad_x,
+        grad_bias if grad_wc is None else grad_wc, grad_bias,
         grad_c0, L, B, d, K=K, D=D, BLOCK=block, num_warps=warps, **_flags(inp, opt))
     return grad_U, grad_x, grad_wc, grad_bias, grad_c0
