@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from tasks.common.errors import UserError
-from tasks.speech.metrics import ctc_greedy, error_rates, greedy_text
+from tasks.speech.metrics import ctc_greedy, error_rates, greedy_text, ids_text
 
 
 class StreamingAcousticModel(nn.Module):
@@ -113,9 +113,8 @@ def decode(model, ckpt, stream, onnx_path, data_dir, chunk_ms=100):
     a, v = ckpt["model_args"], ckpt["vocab"]
     stack, symbols = a["stack"], v["symbols"]
     chunk = max(1, round(chunk_ms / (10 * stack)))      # model steps per chunk: 10-ms frames, `stack` per step
-    mean, std = (np.tile(np.asarray(s, np.float32), stack) for s in (v["mean"], v["std"]))
+    mean, std = stream.mean.numpy(), stream.std.numpy()  # the PyTorch decoder normalises as the exported model
     utts, feats = test_utterances(ckpt, data_dir)
-    text = lambda ids: "".join(symbols[i] for i in ids).replace("|", " ").strip()
     torch_hyps, onnx_hyps, eager_hyps, chunk_seconds, eager_seconds = [], [], [], [], []
     for frames in feats:
         with torch.no_grad():
@@ -123,10 +122,10 @@ def decode(model, ckpt, stream, onnx_path, data_dir, chunk_ms=100):
         torch_hyps.append(greedy_text(lp, torch.tensor([len(frames)]), symbols)[0])
         shape = (model.rnn.num_layers, model.rnn.output_size, model.future, chunk)
         ids, seconds = stream_decode(onnx_step, frames, *shape)
-        onnx_hyps.append(text(ids))
+        onnx_hyps.append(ids_text(ids, symbols))
         chunk_seconds += seconds
         ids, seconds = stream_decode(eager_step, frames, *shape)
-        eager_hyps.append(text(ids))
+        eager_hyps.append(ids_text(ids, symbols))
         eager_seconds += seconds
     refs = [u["text"] for u in utts]
     return dict(utterances=utts, references=refs, torch=torch_hyps, onnx=onnx_hyps, eager_stream=eager_hyps,

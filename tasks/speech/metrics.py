@@ -26,4 +26,9 @@ def error_rates(references, hypotheses):
 
 def greedy_text(log_probs, lengths, symbols):
     """Decoded strings: symbols[id] joined (characters; '|' is the word separator)."""
-    return ["".join(symbols[i] for i in ids).replace("|", " ").strip() for ids in ctc_greedy(log_probs, lengths)]
+    return [ids_text(ids, symbols) for ids in ctc_greedy(log_probs, lengths)]
+
+
+def ids_text(ids, symbols):
+    """A hypothesis's label ids as text ('|' is the word boundary)."""
+    return "".join(symbols[i] for i in ids).replace("|", " ").strip()
