@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tasks.common.data import default_mirror
+
 ROOT = Path(__file__).resolve().parents[1]
-# the data mirror, one lookup: SRU_DATA_MIRROR, else ../shared/data beside the clone; set but empty: none
-_MIRROR_VAR = os.environ.get("SRU_DATA_MIRROR")
-MIRROR = (ROOT.parent / "shared" / "data" if _MIRROR_VAR is None else
-          Path(_MIRROR_VAR) if _MIRROR_VAR else ROOT / "no-data-mirror")
+# the data mirror, the project's one lookup (SRU_DATA_MIRROR, else ../shared/data beside the clone; set but empty: none)
+MIRROR = Path(default_mirror() or ROOT / "no-data-mirror")
 
 
 def mirror_has(folder):
